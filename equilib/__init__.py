@@ -1,0 +1,26 @@
+"""equilib: equivariant layers beyond translation, in JAX and Flax NNX.
+
+Subpackages: :mod:`equilib.groups` (C_N, D_N), :mod:`equilib.functional` (pure functions),
+:mod:`equilib.nn` (NNX modules), :mod:`equilib.linen` (Linen wrappers),
+:mod:`equilib.testing` (the equivariance harness).
+"""
+
+from equilib import functional, groups, linen, nn, testing
+from equilib._exact import ExactnessWarning, check_exact
+from equilib.groups import Cyclic, Dihedral, Group, Trivial
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cyclic",
+    "Dihedral",
+    "ExactnessWarning",
+    "Group",
+    "Trivial",
+    "check_exact",
+    "functional",
+    "groups",
+    "linen",
+    "nn",
+    "testing",
+]

@@ -1,0 +1,73 @@
+"""Will a model be exactly rot90/flip-equivariant at a given input size? Checked before training.
+
+Exact equivariance under the grid-preserving elements needs every strided or padded layer to
+sample its input symmetrically about the image centre (:func:`is_symmetric_sampling`). This
+fails, for example, for a stride-2 layer on an even size (the failure reported in e2cnn#36 and
+escnn#72) or an even kernel with "SAME" padding. equilib's group layers emit an
+:class:`ExactnessWarning` when traced on such a size; :func:`check_exact` traces a model
+abstractly (no FLOPs) and returns those warnings as a list.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from equilib.functional._conv import is_symmetric_sampling, output_size
+
+__all__ = ["ExactnessWarning", "check_exact", "warn_if_inexact"]
+
+
+class ExactnessWarning(UserWarning):
+    """An input size, stride and padding combination breaks exact rot90/flip equivariance."""
+
+
+def warn_if_inexact(layer: str, spatial: Sequence[int], kernel_size: int, stride: int, padding: str,
+                    stacklevel: int = 3) -> None:
+    """Warn if sampling ``spatial=(H, W)`` with this kernel, stride and padding is not symmetric."""
+    bad = [(axis, n) for axis, n in zip("HW", spatial)
+           if not is_symmetric_sampling(int(n), kernel_size, stride, padding)]
+    if not bad:
+        return
+    sizes = ", ".join(f"{axis}={n}" for axis, n in bad)
+    out = ", ".join(f"{axis}={output_size(int(n), kernel_size, stride, padding)}" for axis, n in bad)
+    hint = ("use an odd input size" if stride > 1 else "use an odd kernel_size or padding='VALID'")
+    warnings.warn(
+        f"{layer}: input size {sizes} with kernel_size={kernel_size}, stride={stride}, "
+        f"padding={padding!r} samples the input asymmetrically about its centre (output {out}); "
+        f"rot90/flip equivariance will not be exact ({hint})",
+        ExactnessWarning, stacklevel=stacklevel)
+
+
+def check_exact(model: Callable, input_shape: Sequence[int], *, dtype=jnp.float32) -> list[str]:
+    """Problems that will break exact rot90/flip equivariance of ``model`` at ``input_shape``.
+
+    ``model`` is an NNX module, a list of layers (applied in order) or any callable ``x -> y``
+    built from equilib layers. It is traced abstractly with ``jax.eval_shape`` (no computation,
+    no state change) and every :class:`ExactnessWarning` its layers raise is returned as a
+    message. An empty list means every layer samples symmetrically.
+
+    >>> from flax import nnx
+    >>> from equilib import nn, groups
+    >>> layer = nn.LiftingConv(1, 4, 3, group=groups.Cyclic(4), stride=2, rngs=nnx.Rngs(0))
+    >>> check_exact(layer, (1, 29, 29, 1))
+    []
+    >>> len(check_exact(layer, (1, 28, 28, 1)))
+    1
+    """
+    from flax import nnx
+
+    if isinstance(model, (list, tuple)):
+        model = nnx.Sequential(*model)
+    spec = jax.ShapeDtypeStruct(tuple(int(s) for s in input_shape), dtype)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExactnessWarning)
+        if isinstance(model, nnx.Module):
+            graphdef, state = nnx.split(model)
+            jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, spec)
+        else:
+            jax.eval_shape(model, spec)
+    return [str(w.message) for w in caught if issubclass(w.category, ExactnessWarning)]

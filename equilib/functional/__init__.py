@@ -1,0 +1,35 @@
+"""The maths of equilib as pure functions of arrays (no Flax).
+
+Shapes are channels-last: plain maps ``(B, H, W, C)``, regular group maps ``(B, H, W, C, |G|)``.
+The group convention is documented in :mod:`equilib.groups`.
+"""
+
+from equilib._imaging import rescale, rotate
+from equilib.functional._conv import (
+    PADDINGS,
+    conv2d,
+    group_conv,
+    is_symmetric_sampling,
+    lifting_conv,
+    padding_pads,
+)
+from equilib.functional._kernels import expand_group_kernel, expand_lifting_kernel, kernel_dof
+from equilib.functional._norm import batch_moments, normalize
+from equilib.functional._pool import group_pool
+
+__all__ = [
+    "PADDINGS",
+    "batch_moments",
+    "conv2d",
+    "expand_group_kernel",
+    "expand_lifting_kernel",
+    "group_conv",
+    "group_pool",
+    "is_symmetric_sampling",
+    "kernel_dof",
+    "lifting_conv",
+    "normalize",
+    "padding_pads",
+    "rescale",
+    "rotate",
+]

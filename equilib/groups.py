@@ -1,0 +1,288 @@
+"""Finite groups of planar rotations and reflections: ``Trivial``, ``Cyclic(n)``, ``Dihedral(n)``.
+
+Convention (used everywhere in equilib)
+---------------------------------------
+Images are arrays ``(..., H, W, ...)`` with the row index pointing **down** as displayed.
+The plane coordinates of pixel ``(row, col)`` are ``x = col - (W-1)/2`` (right) and
+``y = (H-1)/2 - row`` (up), so the rotation centre is the centre of the array.
+
+An element is a pair ``(k, f)``: a rotation by the angle ``2*pi*k/n``, **counter-clockwise as
+the image is displayed**, applied after ``f`` reflections (``f`` in {0, 1}). The reflection is
+the mirror ``x -> -x`` (it flips the width axis). As a 2x2 matrix the element is
+``R(2*pi*k/n) @ F**f`` with ``F = diag(-1, 1)``.
+
+Elements are numbered ``g = f*n + k``; element 0 is the identity. This is escnn's order of the
+regular representation, so a regular feature map ``(B, H, W, C, |G|)`` flattened to
+``(B, H, W, C*|G|)`` has channel ``c*|G| + g`` as in escnn.
+
+Actions
+-------
+* On an image ``x``: ``(g.x)(p) = x(g^-1 p)``. For a rotation by 90 degrees this is
+  ``numpy.rot90`` on the spatial axes; the reflection is ``numpy.flip`` on the width axis.
+* On the group axis of a regular map (the regular representation):
+  ``(g.f)(h) = f(g^-1 h)``, i.e. ``f[..., regular_permutation(g)]``.
+* On a regular feature map: both at once, ``(g.f)(p, h) = f(g^-1 p, g^-1 h)``.
+
+Group objects are frozen dataclasses: hashable, comparable, usable as static arguments of
+``jax.jit`` and as keys of ``functools.cache``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Sequence
+
+import numpy as np
+
+from equilib._imaging import rotate_flip as _rotate_flip
+
+__all__ = ["Group", "Trivial", "Cyclic", "Dihedral"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """A finite subgroup of O(2): ``n`` rotations, with reflections if ``reflection``.
+
+    Prefer the constructors :class:`Trivial`, :class:`Cyclic` and :class:`Dihedral`.
+    """
+
+    n: int
+    reflection: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.n, (int, np.integer)) or isinstance(self.n, bool) or self.n < 1:
+            raise ValueError(f"`n` (the number of rotations) must be an integer >= 1, got {self.n!r}")
+        if not isinstance(self.reflection, (bool, np.bool_)):
+            raise TypeError(f"`reflection` must be a bool, got {type(self.reflection).__name__}")
+        object.__setattr__(self, "n", int(self.n))
+        object.__setattr__(self, "reflection", bool(self.reflection))
+
+    # --- naming -----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        if self.n == 1 and not self.reflection:
+            return "C1"
+        return f"{'D' if self.reflection else 'C'}{self.n}"
+
+    def __repr__(self) -> str:
+        if type(self) is Trivial:
+            return "Trivial()"
+        if type(self) in (Cyclic, Dihedral):
+            return f"{type(self).__name__}({self.n})"
+        return f"Group(n={self.n}, reflection={self.reflection})"
+
+    def __str__(self) -> str:
+        return self.name
+
+    # --- elements ---------------------------------------------------------------------------
+    @property
+    def order(self) -> int:
+        """Number of elements, ``|G|``."""
+        return self.n * (2 if self.reflection else 1)
+
+    def __len__(self) -> int:
+        return self.order
+
+    @property
+    def elements(self) -> tuple[tuple[int, int], ...]:
+        """All elements as ``(k, f)`` pairs, in index order ``g = f*n + k``."""
+        return tuple((g % self.n, g // self.n) for g in range(self.order))
+
+    def element(self, k: int, f: int = 0) -> int:
+        """Index of the element ``(k, f)``: rotation ``2*pi*k/n`` after ``f`` reflections.
+
+        ``k`` is taken modulo ``n``.
+        """
+        if f not in (0, 1) or (f == 1 and not self.reflection):
+            raise ValueError(
+                f"`f` must be 0{' or 1' if self.reflection else ''} for {self.name}, got {f!r}"
+            )
+        return int(f) * self.n + int(k) % self.n
+
+    def _check(self, g) -> int:
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)):
+            raise TypeError(f"a group element is an integer index, got {type(g).__name__} ({g!r})")
+        if not 0 <= g < self.order:
+            raise ValueError(f"element index must be in [0, {self.order}) for {self.name}, got {g}")
+        return int(g)
+
+    def rotation(self, g: int) -> int:
+        """The rotation index ``k`` of element ``g``."""
+        return self._check(g) % self.n
+
+    def flip(self, g: int) -> int:
+        """The reflection bit ``f`` of element ``g``."""
+        return self._check(g) // self.n
+
+    def angle(self, g: int) -> float:
+        """Rotation angle of element ``g`` in radians, ``2*pi*k/n``."""
+        return 2.0 * math.pi * self.rotation(g) / self.n
+
+    def compose(self, a: int, b: int) -> int:
+        """Index of ``a o b`` (apply ``b`` first)."""
+        return int(_cayley(self)[self._check(a), self._check(b)])
+
+    def inverse(self, g: int) -> int:
+        """Index of ``g^-1``."""
+        return int(_inverses(self)[self._check(g)])
+
+    def cayley_table(self) -> np.ndarray:
+        """``(|G|, |G|)`` int array with ``table[a, b] = index(a o b)``."""
+        return _cayley(self).copy()
+
+    def matrix(self, g: int) -> np.ndarray:
+        """The 2x2 orthogonal matrix of ``g`` acting on plane coordinates ``(x right, y up)``."""
+        k, f = self.rotation(g), self.flip(g)
+        t = 2.0 * math.pi * k / self.n
+        rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+        return rot @ np.diag([-1.0, 1.0]) if f else rot
+
+    def is_grid_preserving(self, g: int) -> bool:
+        """True if ``g`` maps the pixel grid of a square image to itself (multiples of 90 degrees,
+        with or without the reflection): for these the image transform is exact."""
+        return (4 * self.rotation(g)) % self.n == 0
+
+    @property
+    def is_exact(self) -> bool:
+        """True if every element maps the pixel grid to itself (C1, C2, C4, D1, D2, D4):
+        group convolutions over this group are exactly equivariant on the grid."""
+        return 4 % self.n == 0
+
+    # --- representations --------------------------------------------------------------------
+    def regular_permutation(self, g: int) -> np.ndarray:
+        """Permutation ``P`` of the group axis such that ``(g.f)[..., h] = f[..., P[h]]``,
+        i.e. ``P[h] = index(g^-1 o h)``."""
+        return _regular_perms(self)[self._check(g)].copy()
+
+    def regular_permutations(self) -> np.ndarray:
+        """``(|G|, |G|)`` int array; row ``g`` is :meth:`regular_permutation` of ``g``."""
+        return _regular_perms(self).copy()
+
+    def regular_representation(self, g: int) -> np.ndarray:
+        """``|G| x |G|`` permutation matrix ``rho(g)`` with ``rho(g) e_h = e_{g o h}``;
+        ``(g.f) = rho(g) @ f`` for a vector ``f`` over the group axis."""
+        perm = self.regular_permutation(g)
+        return np.eye(self.order)[perm]
+
+    # --- actions on arrays ------------------------------------------------------------------
+    def transform_image(self, x, g: int, *, axes: tuple[int, int] = (-3, -2)):
+        """Apply element ``g`` to the spatial axes ``axes=(H, W)`` of ``x``: ``(g.x)(p) = x(g^-1 p)``.
+
+        Exact (``rot90`` / flip, which also swaps H and W for odd quarter turns) when ``g`` maps
+        the grid to itself; otherwise bilinear interpolation on the same canvas with zero fill
+        (jit-able, differentiable). Works on numpy and jax arrays of any rank.
+        The default ``axes`` fit a plain map ``(B, H, W, C)``; for a regular map ``(B, H, W, C, |G|)``
+        use :meth:`transform_regular`, or ``axes=(-4, -3)`` for the spatial part only.
+        """
+        return _rotate_flip(x, self.angle(g), bool(self.flip(g)), axes=axes,
+                            quarter_turns=self._quarter_turns(g))
+
+    def transform_group_axis(self, x, g: int, *, axis: int = -1):
+        """Apply the regular representation of ``g`` to the group axis ``axis`` of ``x``."""
+        perm = self.regular_permutation(g)
+        if x.shape[axis] != self.order:
+            raise ValueError(
+                f"the group axis (axis {axis}) of `x` has size {x.shape[axis]}, "
+                f"expected |{self.name}| = {self.order}"
+            )
+        return x.take(perm, axis=axis) if isinstance(x, np.ndarray) else _jnp_take(x, perm, axis)
+
+    def transform_regular(self, x, g: int):
+        """Apply ``g`` to a regular map ``(..., H, W, C, |G|)``: spatial transform of axes
+        (-4, -3) and the regular representation on the last axis."""
+        return self.transform_group_axis(self.transform_image(x, g, axes=(-4, -3)), g, axis=-1)
+
+    def _quarter_turns(self, g: int):
+        k = self.rotation(g)
+        return (4 * k) // self.n if self.is_grid_preserving(g) else None
+
+    # --- subgroups --------------------------------------------------------------------------
+    def subgroup_elements(self, sub: "Group") -> np.ndarray:
+        """Indices (in this group) of the elements of ``sub`` in ``sub``'s order; ``sub`` must
+        be a subgroup (``sub.n`` divides ``n``; reflections only if this group has them)."""
+        if not isinstance(sub, Group):
+            raise TypeError(f"`sub` must be a Group, got {type(sub).__name__}")
+        if self.n % sub.n or (sub.reflection and not self.reflection):
+            raise ValueError(f"`sub` ({sub.name}) is not a subgroup of {self.name}")
+        step = self.n // sub.n
+        return np.array([self.element(k * step, f) for (k, f) in sub.elements], dtype=np.int64)
+
+
+class Trivial(Group):
+    """The trivial group {e}: group layers over it are plain convolutions with a group axis of size 1."""
+
+    def __init__(self):
+        super().__init__(1, False)
+
+
+class Cyclic(Group):
+    """``C_n``: rotations by ``2*pi*k/n``, ``k = 0..n-1`` (counter-clockwise as displayed)."""
+
+    def __init__(self, n: int):
+        super().__init__(n, False)
+
+
+class Dihedral(Group):
+    """``D_n``: ``C_n`` and the reflections; element ``g = f*n + k`` is rotation ``k`` after
+    ``f`` mirrors of the width axis. ``Dihedral(1)`` is the reflection group {e, mirror}."""
+
+    def __init__(self, n: int):
+        super().__init__(n, True)
+
+
+def _jnp_take(x, perm, axis):
+    import jax.numpy as jnp
+
+    return jnp.take(x, jnp.asarray(perm), axis=axis)
+
+
+# --- cached tables: pure functions of the frozen group ----------------------------------------
+def _compose_pairs(n: int, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    (k1, f1), (k2, f2) = a, b
+    # R_k1 F^f1 R_k2 F^f2 = R_{k1 + (-1)^f1 k2} F^{f1 xor f2}, since F R_k F = R_{-k}.
+    return ((k1 + (-k2 if f1 else k2)) % n, f1 ^ f2)
+
+
+@functools.cache
+def _cayley(group: Group) -> np.ndarray:
+    els = group.elements
+    table = np.empty((group.order, group.order), dtype=np.int64)
+    for i, a in enumerate(els):
+        for j, b in enumerate(els):
+            k, f = _compose_pairs(group.n, a, b)
+            table[i, j] = f * group.n + k
+    table.setflags(write=False)
+    return table
+
+
+@functools.cache
+def _inverses(group: Group) -> np.ndarray:
+    inv = np.argmax(_cayley(group) == 0, axis=1)
+    inv.setflags(write=False)
+    return inv
+
+
+@functools.cache
+def _regular_perms(group: Group) -> np.ndarray:
+    table, inv = _cayley(group), _inverses(group)
+    perms = table[inv, :]  # perms[g, h] = index(g^-1 o h)
+    perms.setflags(write=False)
+    return perms
+
+
+def as_group(group) -> Group:
+    """Validate a ``group`` argument (used by the layers)."""
+    if not isinstance(group, Group):
+        raise TypeError(
+            f"`group` must be an equilib.groups.Group (Trivial(), Cyclic(n), Dihedral(n)), "
+            f"got {type(group).__name__}"
+        )
+    return group
+
+
+def elements_of(group: Group, elements: Sequence[int] | None) -> tuple[int, ...]:
+    if elements is None:
+        return tuple(range(group.order))
+    return tuple(group._check(g) for g in elements)

@@ -1,0 +1,13 @@
+"""Flax NNX modules. They own parameters and call :mod:`equilib.functional`.
+
+Layout is channels-last; channel counts count fields. Plain maps are ``(B, H, W, C)``,
+regular group maps ``(B, H, W, C, |G|)`` (group axis last). Constructors take keyword-only
+``rngs: nnx.Rngs`` where a module has parameters.
+"""
+
+from equilib.nn._conv import Conv, GroupConv, LiftingConv
+from equilib.nn._norm import GroupBatchNorm
+from equilib.nn._pool import GroupPool
+from equilib.nn._sequential import Sequential
+
+__all__ = ["Conv", "GroupBatchNorm", "GroupConv", "GroupPool", "LiftingConv", "Sequential"]

@@ -1,0 +1,253 @@
+"""Equivariance harness: measure, and assert, how a function commutes with a group action.
+
+For a function ``fn`` and an input ``x`` the error for element ``g`` is the relative error
+
+    || fn(g.x) - g.fn(x) || / || g.fn(x) ||      (Frobenius norm over the whole output)
+
+with ``g`` acting on the input and the output as declared by ``input`` / ``output``:
+
+* ``"plain"``: a map ``(B, H, W, C)``, transformed in space (axes 1, 2);
+* ``"regular"``: a regular map ``(B, H, W, C, |G|)``, transformed in space and along the
+  group axis by the regular representation (:meth:`Group.transform_regular`);
+* ``"invariant"`` (output only): not transformed at all (``fn`` should be invariant).
+
+Elements that map the pixel grid to itself (multiples of 90 degrees, the mirror) are applied
+exactly, and an exactly equivariant ``fn`` gives errors at float rounding level (~1e-7 in fp32).
+Other elements ("off-grid" angles, e.g. 45 degrees in C8) are applied by bilinear
+interpolation; then the input is first multiplied by a central disk (so rotation moves no
+content off the canvas) and, for spatial outputs, the error is measured inside a central disk
+of radius ``mask_fraction`` times half the output size, away from the border and corners where
+rotation must fail. Off-grid errors are reported, never silently passed: ``assert_equivariant``
+needs an explicit ``off_grid_rtol`` to accept them. Off-grid results depend on the input's
+smoothness; :func:`smooth_random` makes band-limited test inputs.
+
+Translations: :func:`translation_errors` compares ``fn(roll(x, s))`` with ``roll(fn(x), s /
+stride)`` for circular shifts ``s`` (or with ``fn(x)`` for invariant outputs).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from equilib.groups import Group, as_group, elements_of
+
+__all__ = [
+    "equivariance_errors",
+    "equivariance_error",
+    "assert_equivariant",
+    "translation_errors",
+    "translation_error",
+    "assert_translation_equivariant",
+    "disk_mask",
+    "smooth_random",
+]
+
+_INPUTS = ("plain", "regular")
+_OUTPUTS = ("plain", "regular", "invariant")
+
+
+def disk_mask(h: int, w: int, fraction: float = 1.0) -> np.ndarray:
+    """``(h, w)`` float mask: 1 inside the centred disk of radius ``fraction * min(h, w) / 2``."""
+    ch, cw = (h - 1) / 2.0, (w - 1) / 2.0
+    r, c = np.meshgrid(np.arange(h) - ch, np.arange(w) - cw, indexing="ij")
+    radius = fraction * min(h, w) / 2.0
+    return (r**2 + c**2 <= radius**2).astype(np.float32)
+
+
+def smooth_random(key, shape: Sequence[int], *, sigma: float = 1.5, axes=(1, 2)):
+    """Gaussian noise blurred by a Gaussian of std ``sigma`` pixels along ``axes`` (periodic),
+    rescaled to unit standard deviation: band-limited inputs for off-grid equivariance tests."""
+    x = jax.random.normal(key, tuple(shape))
+    for ax in axes:
+        n = shape[ax]
+        f = np.fft.fftfreq(n)
+        filt = np.exp(-2.0 * (np.pi * sigma * f) ** 2)
+        bshape = [1] * len(shape)
+        bshape[ax] = n
+        x = jnp.real(jnp.fft.ifft(jnp.fft.fft(x, axis=ax) * filt.reshape(bshape), axis=ax))
+    return (x / jnp.std(x)).astype(jnp.float32)
+
+
+def _check_kinds(input: str, output: str):
+    if input not in _INPUTS:
+        raise ValueError(f"`input` must be one of {_INPUTS}, got {input!r}")
+    if output not in _OUTPUTS:
+        raise ValueError(f"`output` must be one of {_OUTPUTS}, got {output!r}")
+
+
+def _act(group: Group, kind: str, a, g: int):
+    # Transforms run in numpy where exact, so that no new XLA program is compiled per element.
+    if kind == "plain":
+        if a.ndim < 3:
+            raise ValueError(f"a plain map needs spatial axes (B, H, W, C), got shape {tuple(a.shape)}")
+        return _np(group.transform_image(a, g, axes=(-3, -2)))
+    if kind == "regular":
+        if a.ndim < 4 or a.shape[-1] != group.order:
+            raise ValueError(f"a regular map over {group.name} has shape (B, H, W, C, {group.order}), "
+                             f"got {tuple(a.shape)}")
+        return _np(group.transform_regular(a, g))
+    return a  # invariant
+
+
+def _spatial_axes(kind: str):
+    return (-3, -2) if kind == "plain" else (-4, -3)
+
+
+def _np(a) -> np.ndarray:
+    return np.asarray(a)
+
+
+def _rel(a, b, mask=None) -> float:
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"fn(g.x) has shape {tuple(a.shape)} but g.fn(x) has shape {tuple(b.shape)}: "
+                         f"check `output`")
+    d, n = a - b, b
+    if mask is not None:
+        d, n = d * mask, n * mask
+    num = float(np.linalg.norm(d.ravel()))
+    den = float(np.linalg.norm(n.ravel()))
+    return num / max(den, 1e-30) if den > 0 else num
+
+
+def _broadcast_mask(mask2d, kind: str, ndim: int):
+    shape = list(mask2d.shape) + [1] * (1 if kind == "plain" else 2)
+    return np.asarray(mask2d).reshape(shape)
+
+
+def equivariance_errors(fn: Callable, x, group: Group, *, input: str = "plain", output: str = "plain",
+                        elements: Iterable[int] | None = None, mask_fraction: float = 0.6) -> dict[int, float]:
+    """Relative equivariance error of ``fn`` at ``x`` for each element (``{index: error}``).
+
+    See the module docstring for the definition, the actions and the off-grid masks.
+    ``elements`` defaults to all elements of ``group``.
+    """
+    group = as_group(group)
+    _check_kinds(input, output)
+    els = elements_of(group, elements)
+    x = _np(x)
+    y = None
+    errors = {}
+    for g in els:
+        if group.is_grid_preserving(g):
+            if y is None:
+                y = _np(fn(x))
+            errors[g] = _rel(fn(_act(group, input, x, g)), _act(group, output, y, g))
+            continue
+        ax = _spatial_axes(input)
+        h, w = x.shape[ax[0]], x.shape[ax[1]]
+        xm = x * _broadcast_mask(disk_mask(h, w), input, x.ndim)
+        ym = _np(fn(xm))
+        out = fn(_act(group, input, xm, g))
+        exp = _act(group, output, ym, g)
+        mask = None
+        if output != "invariant":
+            oa = _spatial_axes(output)
+            mask = _broadcast_mask(disk_mask(exp.shape[oa[0]], exp.shape[oa[1]], mask_fraction),
+                                   output, exp.ndim)
+        errors[g] = _rel(out, exp, mask)
+    return errors
+
+
+def equivariance_error(fn: Callable, x, group: Group, *, input: str = "plain", output: str = "plain",
+                       elements: Iterable[int] | None = None, mask_fraction: float = 0.6) -> float:
+    """The largest of :func:`equivariance_errors` over ``elements``."""
+    return max(equivariance_errors(fn, x, group, input=input, output=output, elements=elements,
+                                   mask_fraction=mask_fraction).values())
+
+
+def _format(errors: dict, group: Group | None = None) -> str:
+    if group is None:
+        return ", ".join(f"{k}: {v:.3g}" for k, v in errors.items())
+    return ", ".join(f"{g} (k={group.rotation(g)}, f={group.flip(g)}, "
+                     f"{np.degrees(group.angle(g)):.1f} deg): {v:.3g}" for g, v in errors.items())
+
+
+def assert_equivariant(fn: Callable, x, group: Group, *, input: str = "plain", output: str = "plain",
+                       elements: Iterable[int] | None = None, rtol: float = 1e-5,
+                       off_grid_rtol: float | None = None, mask_fraction: float = 0.6) -> dict[int, float]:
+    """Raise ``AssertionError`` unless every element's error is below its tolerance.
+
+    Grid-preserving elements must be within ``rtol`` (default 1e-5, fp32 exact). Off-grid
+    elements must be within ``off_grid_rtol``, which must then be given explicitly (a loose
+    tolerance is a claim the caller documents). Returns the errors.
+    """
+    group = as_group(group)
+    els = elements_of(group, elements)
+    off = [g for g in els if not group.is_grid_preserving(g)]
+    if off and off_grid_rtol is None:
+        raise ValueError(f"elements {off} of {group.name} do not map the grid to itself: pass "
+                         f"`off_grid_rtol` (their error is approximate) or leave them out of `elements`")
+    errors = equivariance_errors(fn, x, group, input=input, output=output, elements=els,
+                                 mask_fraction=mask_fraction)
+    bad = {g: e for g, e in errors.items()
+           if not e <= (rtol if group.is_grid_preserving(g) else off_grid_rtol)}
+    if bad:
+        raise AssertionError(
+            f"not {group.name}-equivariant ({input} -> {output}): relative error above "
+            f"rtol={rtol}" + (f" / off_grid_rtol={off_grid_rtol}" if off else "")
+            + f" for elements {_format(bad, group)}; all errors: {_format(errors, group)}")
+    return errors
+
+
+# --- translations -------------------------------------------------------------------------------
+def _shifts(x, kind, shifts, stride):
+    ax = _spatial_axes(kind)
+    h, w = x.shape[ax[0]], x.shape[ax[1]]
+    if shifts is None:
+        shifts = [(i, j) for i in range(0, h, stride) for j in range(0, w, stride)]
+    out = []
+    for s in shifts:
+        dy, dx = (int(s[0]), int(s[1]))
+        if dy % stride or dx % stride:
+            raise ValueError(f"shift {tuple(s)} is not a multiple of `stride` (={stride})")
+        out.append((dy, dx))
+    return out
+
+
+def translation_errors(fn: Callable, x, shifts: Iterable[Sequence[int]] | None = None, *,
+                       input: str = "plain", output: str = "plain",
+                       stride: int = 1) -> dict[tuple[int, int], float]:
+    """Relative error of ``fn`` under circular shifts ``(dy, dx)`` of the input's spatial axes.
+
+    The output is expected to be rolled by ``(dy, dx) / stride`` (``stride`` is the network's
+    total subsampling factor; shifts must be multiples of it), or unchanged if
+    ``output="invariant"``. ``shifts`` defaults to every multiple of ``stride`` in the image.
+    """
+    _check_kinds(input, output)
+    if output == "regular":
+        output_axes = (-4, -3)
+    elif output == "plain":
+        output_axes = (-3, -2)
+    x = _np(x)
+    y = _np(fn(x))
+    ax = _spatial_axes(input)
+    errors = {}
+    for dy, dx in _shifts(x, input, shifts, stride):
+        got = fn(np.roll(x, (dy, dx), axis=ax))
+        exp = y if output == "invariant" else np.roll(y, (dy // stride, dx // stride), axis=output_axes)
+        errors[(dy, dx)] = _rel(got, exp)
+    return errors
+
+
+def translation_error(fn: Callable, x, shifts=None, *, input: str = "plain", output: str = "plain",
+                      stride: int = 1) -> float:
+    """The largest of :func:`translation_errors`."""
+    return max(translation_errors(fn, x, shifts, input=input, output=output, stride=stride).values())
+
+
+def assert_translation_equivariant(fn: Callable, x, shifts=None, *, input: str = "plain",
+                                   output: str = "plain", stride: int = 1, rtol: float = 1e-5):
+    """Raise ``AssertionError`` unless every circular shift gives an error within ``rtol``."""
+    errors = translation_errors(fn, x, shifts, input=input, output=output, stride=stride)
+    bad = {s: e for s, e in errors.items() if not e <= rtol}
+    if bad:
+        worst = sorted(bad.items(), key=lambda kv: -kv[1])[:8]
+        raise AssertionError(f"not translation-{'invariant' if output == 'invariant' else 'equivariant'}: "
+                             f"{len(bad)} of {len(errors)} shifts above rtol={rtol}; worst: {_format(dict(worst))}")
+    return errors

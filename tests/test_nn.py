@@ -1,0 +1,186 @@
+"""NNX modules: the C4/D4 pipeline of the foundation issue, export, init, batch norm, pooling."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from hypothesis import given
+from hypothesis import strategies as st
+
+from equilib import nn
+from equilib.groups import Cyclic, Dihedral, Trivial
+from equilib.testing import assert_equivariant, equivariance_error
+
+
+class Pipeline(nnx.Module):
+    """LiftingConv -> GroupBatchNorm -> relu -> GroupConv (-> GroupPool -> spatial mean)."""
+
+    def __init__(self, cin, hidden, cout, group, *, rngs):
+        self.lift = nn.LiftingConv(cin, hidden, 3, group=group, rngs=rngs)
+        self.bn = nn.GroupBatchNorm(hidden, group=group, rngs=rngs)
+        self.gconv = nn.GroupConv(hidden, cout, 3, group=group, rngs=rngs)
+        self.pool = nn.GroupPool("max")
+
+    def features(self, x):
+        return self.gconv(jax.nn.relu(self.bn(self.lift(x))))
+
+    def __call__(self, x):
+        return jnp.mean(self.pool(self.features(x)), axis=(1, 2))
+
+
+def _fixed_bn(model, hidden):
+    model.eval()  # batch norm with fixed running statistics: a deterministic function
+    model.bn.mean[...] = jnp.linspace(-0.5, 0.5, hidden)
+    model.bn.var[...] = jnp.linspace(0.5, 2.0, hidden)
+
+
+_forward = nnx.jit(lambda m, x: m(x))
+_features = nnx.jit(lambda m, x: m.features(x))
+
+
+@pytest.mark.parametrize("G", [Cyclic(4), Dihedral(4)], ids=str)
+@given(size=st.integers(2, 8).map(lambda n: 2 * n + 1), cin=st.integers(1, 3),
+       hidden=st.integers(1, 4), cout=st.integers(1, 3), batch=st.integers(1, 3))
+def test_pipeline_invariant_and_equivariant_under_jit(G, size, cin, hidden, cout, batch):
+    """Random odd sizes and channel counts: invariant with pooling, equivariant without."""
+    model = Pipeline(cin, hidden, cout, G, rngs=nnx.Rngs(size * 100 + cin))
+    _fixed_bn(model, hidden)
+    x = jax.random.normal(jax.random.key(size + 7 * cin), (batch, size, size, cin))
+    assert_equivariant(lambda x: _forward(model, x), x, G, output="invariant")
+    assert_equivariant(lambda x: _features(model, x), x, G, output="regular")
+
+
+@pytest.mark.parametrize("G", [Cyclic(4), Dihedral(4)], ids=str)
+def test_pipeline_invariant_and_equivariant_eagerly(G):
+    model = Pipeline(2, 3, 2, G, rngs=nnx.Rngs(0))
+    _fixed_bn(model, 3)
+    x = jax.random.normal(jax.random.key(1), (2, 13, 13, 2))
+    assert_equivariant(model, x, G, output="invariant")
+    assert_equivariant(model.features, x, G, output="regular")
+    np.testing.assert_allclose(model(x), _forward(model, x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("G", [Cyclic(4), Dihedral(4)], ids=str)
+def test_pipeline_in_training_mode_is_invariant(G):
+    """With batch statistics (training mode) the normalisation is still equivariant."""
+    model = Pipeline(2, 4, 3, G, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (3, 11, 11, 2))
+    assert_equivariant(model, x, G, output="invariant")
+
+
+def test_negative_control_plain_conv_fails_rotation():
+    conv = nn.Conv(2, 3, 3, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (2, 9, 9, 2))
+    with pytest.raises(AssertionError, match="not C4-equivariant"):
+        assert_equivariant(conv, x, Cyclic(4))
+    assert equivariance_error(conv, x, Cyclic(4)) > 0.3
+
+
+def test_negative_control_unpermuted_group_axis_fails():
+    """A group conv whose kernel is rotated but whose input group axis is not permuted."""
+    G = Cyclic(4)
+    layer = nn.GroupConv(2, 3, 3, group=G, rngs=nnx.Rngs(0))
+    from equilib import functional as F
+
+    def broken(z):
+        w = layer.weight[...]  # (K, K, C, |G|, O)
+        per_h = [G.transform_image(w, h, axes=(0, 1)) for h in range(G.order)]  # no permutation
+        k = jnp.stack(per_h, axis=-1).reshape(3, 3, 2 * G.order, 3 * G.order)
+        y = F.conv2d(z.reshape(z.shape[:3] + (-1,)), k)
+        return y.reshape(y.shape[:3] + (3, G.order))
+
+    z = jax.random.normal(jax.random.key(0), (1, 9, 9, 2, G.order))
+    assert_equivariant(layer, z, G, input="regular", output="regular")
+    with pytest.raises(AssertionError, match="not C4-equivariant"):
+        assert_equivariant(broken, z, G, input="regular", output="regular")
+    # also: treating a regular output as a plain map (group axis not permuted) must fail
+    with pytest.raises(AssertionError):
+        assert_equivariant(lambda z: layer(z).reshape(1, 9, 9, -1), z, G, input="regular", output="plain")
+
+
+@pytest.mark.filterwarnings("ignore::equilib.ExactnessWarning")
+@pytest.mark.parametrize("G", [Trivial(), Cyclic(4), Dihedral(4), Cyclic(8)], ids=str)
+@pytest.mark.parametrize("padding,stride", [("SAME", 1), ("VALID", 2), ("CIRCULAR", 1), ("CIRCULAR", 2)])
+def test_export_reproduces_modules(G, padding, stride):
+    rngs = nnx.Rngs(0)
+    x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))
+    lift = nn.LiftingConv(3, 4, 3, group=G, padding=padding, stride=stride, rngs=rngs)
+    lift.bias[...] = jax.random.normal(jax.random.key(1), (4,))
+    y = lift(x)
+    np.testing.assert_allclose(lift.export()(x).reshape(y.shape), y, rtol=1e-5, atol=1e-5)
+    gconv = nn.GroupConv(4, 2, 3, group=G, padding=padding, stride=stride, rngs=rngs)
+    gconv.bias[...] = jnp.array([0.5, -1.0])
+    y2 = gconv(y)
+    flat = y.reshape(y.shape[:3] + (-1,))
+    np.testing.assert_allclose(gconv.export()(flat).reshape(y2.shape), y2, rtol=1e-5, atol=1e-5)
+    conv = nn.Conv(3, 5, 3, padding=padding, stride=stride, rngs=rngs)
+    np.testing.assert_allclose(conv.export()(x), conv(x), rtol=1e-5, atol=1e-5)
+    assert isinstance(gconv.export(), nnx.Conv)
+    assert gconv.kernel().shape == (3, 3, 4 * G.order, 2 * G.order)
+
+
+@pytest.mark.parametrize("G", [Cyclic(4), Dihedral(4), Cyclic(8)], ids=str)
+def test_initialisation_keeps_activation_variance_of_a_plain_conv(G):
+    x = jax.random.normal(jax.random.key(0), (16, 16, 16, 8))
+    ref = float(jnp.std(nn.Conv(8, 16, 3, rngs=nnx.Rngs(1))(x)))
+    lift = nn.LiftingConv(8, 16, 3, group=G, rngs=nnx.Rngs(2))
+    z = lift(x)
+    assert 0.75 < float(jnp.std(z)) / ref < 1.33
+    z = z / jnp.std(z)
+    y = nn.GroupConv(16, 16, 3, group=G, rngs=nnx.Rngs(3))(z)
+    assert 0.75 < float(jnp.std(y)) < 1.33
+
+
+def test_group_batch_norm_shares_statistics_over_the_group_axis():
+    G = Dihedral(4)
+    bn = nn.GroupBatchNorm(3, group=G, momentum=0.9, rngs=nnx.Rngs(0))
+    x = 2.0 + 3.0 * jax.random.normal(jax.random.key(0), (4, 5, 5, 3, 8))
+    y = bn(x)
+    np.testing.assert_allclose(jnp.mean(y, axis=(0, 1, 2, 4)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(jnp.std(y, axis=(0, 1, 2, 4)), 1.0, atol=1e-3)
+    np.testing.assert_allclose(bn.mean[...], 0.1 * jnp.mean(x, axis=(0, 1, 2, 4)), rtol=1e-5)
+    bn.eval()
+    y_eval = bn(x)
+    np.testing.assert_allclose(y_eval, (x - bn.mean[...][:, None]) / jnp.sqrt(bn.var[...][:, None] + 1e-5),
+                               rtol=1e-4, atol=1e-4)
+    assert_equivariant(bn, x, G, input="regular", output="regular")
+
+
+def test_group_pool_and_sequential():
+    G = Cyclic(4)
+    x = jax.random.normal(jax.random.key(0), (2, 7, 7, 3, 4))
+    np.testing.assert_array_equal(nn.GroupPool("max")(x), jnp.max(x, -1))
+    np.testing.assert_allclose(nn.GroupPool("mean")(x), jnp.mean(x, -1), rtol=1e-6)
+    rngs = nnx.Rngs(0)
+    model = nn.Sequential(nn.LiftingConv(1, 4, 3, group=G, rngs=rngs), jax.nn.relu,
+                          nn.GroupConv(4, 4, 3, group=G, rngs=rngs), nn.GroupPool(),
+                          nn.Conv(4, 2, 3, rngs=rngs))
+    y = model(jax.random.normal(jax.random.key(1), (2, 9, 9, 1)))
+    assert y.shape == (2, 9, 9, 2)
+
+
+def test_train_step_changes_parameters_and_stays_equivariant():
+    """A few optimisation steps keep exact invariance (the weights stay in the equivariant family)."""
+    import optax
+
+    G = Dihedral(4)
+    model = Pipeline(1, 4, 3, G, rngs=nnx.Rngs(0))
+    opt = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+    x = jax.random.normal(jax.random.key(0), (8, 9, 9, 1))
+    labels = jnp.arange(8) % 3
+
+    @nnx.jit
+    def step(model, opt, x, labels):
+        def loss_fn(model):
+            return optax.softmax_cross_entropy_with_integer_labels(model(x), labels).mean()
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        opt.update(model, grads)
+        return loss
+
+    before = model.lift.weight[...].copy()
+    losses = [float(step(model, opt, x, labels)) for _ in range(5)]
+    assert losses[-1] < losses[0]
+    assert not np.allclose(before, model.lift.weight[...])
+    model.eval()
+    assert_equivariant(model, x, G, output="invariant")
