@@ -18,6 +18,7 @@ from equilib._exact import warn_if_inexact
 from equilib.functional._conv import normalize_padding, normalize_stride
 from equilib.functional._kernels import kernel_dof
 from equilib.groups import Group, as_group
+from equilib.nn._init import zeros
 from equilib.nn._conv import _init, check_group_kernel, check_input, check_kernel_size, check_positive_int
 
 __all__ = ["LiftingConv", "GroupConv", "GroupBatchNorm"]
@@ -37,7 +38,7 @@ class LiftingConv(nn.Module):
     param_dtype: Any = jnp.float32
     precision: Any = None
     kernel_init: Optional[Callable] = None
-    bias_init: Callable = nn.initializers.zeros
+    bias_init: Callable = zeros
 
     @nn.compact
     def __call__(self, x):
@@ -73,7 +74,7 @@ class GroupConv(nn.Module):
     param_dtype: Any = jnp.float32
     precision: Any = None
     kernel_init: Optional[Callable] = None
-    bias_init: Callable = nn.initializers.zeros
+    bias_init: Callable = zeros
 
     @nn.compact
     def __call__(self, x):

@@ -184,3 +184,17 @@ def test_train_step_changes_parameters_and_stays_equivariant():
     assert not np.allclose(before, model.lift.weight[...])
     model.eval()
     assert_equivariant(model, x, G, output="invariant")
+
+
+def test_initialisation_is_seeded_and_works_traced():
+    a = nn.GroupConv(3, 4, 3, group=Cyclic(4), rngs=nnx.Rngs(7))
+    b = nn.GroupConv(3, 4, 3, group=Cyclic(4), rngs=nnx.Rngs(7))
+    c = nn.GroupConv(3, 4, 3, group=Cyclic(4), rngs=nnx.Rngs(8))
+    np.testing.assert_array_equal(a.weight[...], b.weight[...])
+    assert not np.allclose(a.weight[...], c.weight[...])
+    assert float(jnp.max(jnp.abs(a.weight[...]))) <= 2 * np.sqrt(1 / (9 * 3 * 4)) / 0.8796 + 1e-6
+    # abstract construction (jit / eval_shape, as in sharded set-ups) traces the key
+    abstract = nnx.eval_shape(lambda: nn.LiftingConv(3, 4, 3, group=Dihedral(4), rngs=nnx.Rngs(0)))
+    assert abstract.weight.shape == (3, 3, 3, 4)
+    jitted = nnx.jit(lambda: nn.LiftingConv(3, 4, 3, group=Dihedral(4), rngs=nnx.Rngs(0)))()
+    assert 0.1 < float(jnp.std(jitted.weight[...])) < 0.3

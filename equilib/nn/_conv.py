@@ -6,7 +6,6 @@ fields: a ``GroupConv(16, 16, ...)`` over C4 maps ``(B, H, W, 16, 4) -> (B, H, W
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -16,6 +15,7 @@ from equilib._exact import warn_if_inexact
 from equilib.functional._conv import normalize_padding, normalize_stride
 from equilib.functional._kernels import kernel_dof
 from equilib.groups import Group, as_group
+from equilib.nn._init import lecun_normal, zeros
 
 __all__ = ["Conv", "LiftingConv", "GroupConv"]
 
@@ -65,8 +65,7 @@ def _init(kernel_init, in_axis, out_axis, scale=1.0):
         return kernel_init
     # LeCun normal as nnx.Conv, on the fan-in of the *expanded* kernel, so activations keep the
     # variance of a plain Conv with the same number of fields.
-    return jax.nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal",
-                                                in_axis=in_axis, out_axis=out_axis)
+    return lecun_normal(scale, in_axis=in_axis, out_axis=out_axis)
 
 
 def _cast(dtype, *arrays):
@@ -85,7 +84,7 @@ class Conv(nnx.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride=1,
                  padding: str = "SAME", use_bias: bool = True, dtype=None,
                  param_dtype=jnp.float32, precision=None, kernel_init=None,
-                 bias_init=nnx.initializers.zeros, rngs: nnx.Rngs):
+                 bias_init=zeros, rngs: nnx.Rngs):
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
         self.kernel_size = check_kernel_size(kernel_size, square=False)
@@ -135,7 +134,7 @@ class LiftingConv(nnx.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, *, group: Group, stride=1,
                  padding: str = "SAME", use_bias: bool = True, dtype=None, param_dtype=jnp.float32,
-                 precision=None, kernel_init=None, bias_init=nnx.initializers.zeros, rngs: nnx.Rngs):
+                 precision=None, kernel_init=None, bias_init=zeros, rngs: nnx.Rngs):
         self.group = as_group(group)
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
@@ -181,7 +180,7 @@ class GroupConv(nnx.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, *, group: Group, stride=1,
                  padding: str = "SAME", use_bias: bool = True, dtype=None, param_dtype=jnp.float32,
-                 precision=None, kernel_init=None, bias_init=nnx.initializers.zeros, rngs: nnx.Rngs):
+                 precision=None, kernel_init=None, bias_init=zeros, rngs: nnx.Rngs):
         self.group = as_group(group)
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)

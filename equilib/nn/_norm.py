@@ -8,6 +8,7 @@ from flax import nnx
 from equilib.functional import batch_moments, normalize
 from equilib.groups import Group, as_group
 from equilib.nn._conv import check_input, check_positive_int
+from equilib.nn._init import ones, zeros
 
 __all__ = ["GroupBatchNorm"]
 
@@ -36,10 +37,10 @@ class GroupBatchNorm(nnx.Module):
         self.use_running_average = bool(use_running_average)
         self.momentum, self.epsilon, self.axis_name = float(momentum), float(epsilon), axis_name
         c = self.num_features
-        self.mean = nnx.BatchStat(jnp.zeros((c,), jnp.float32))
-        self.var = nnx.BatchStat(jnp.ones((c,), jnp.float32))
-        self.scale = nnx.Param(jnp.ones((c,), param_dtype)) if use_scale else None
-        self.bias = nnx.Param(jnp.zeros((c,), param_dtype)) if use_bias else None
+        self.mean = nnx.BatchStat(zeros(None, (c,), jnp.float32))
+        self.var = nnx.BatchStat(ones(None, (c,), jnp.float32))
+        self.scale = nnx.Param(ones(None, (c,), param_dtype)) if use_scale else None
+        self.bias = nnx.Param(zeros(None, (c,), param_dtype)) if use_bias else None
 
     def __call__(self, x, *, use_running_average: bool | None = None):
         check_input(x, 5, "(batch, H, W, C, |G|)", self.num_features, "GroupBatchNorm", self.group)
