@@ -6,6 +6,7 @@ Subpackages: :mod:`equilib.groups` (C_N, D_N), :mod:`equilib.functional` (pure f
 """
 
 from equilib import functional, groups, linen, nn, testing
+from equilib import data, transforms
 from equilib._exact import ExactnessWarning, check_exact
 from equilib.groups import Cyclic, Dihedral, Group, Trivial
 
@@ -18,9 +19,11 @@ __all__ = [
     "Group",
     "Trivial",
     "check_exact",
+    "data",
     "functional",
     "groups",
     "linen",
     "nn",
     "testing",
+    "transforms",
 ]

@@ -38,7 +38,8 @@ def bilinear_taps(h: int, w: int, angle, flip: bool = False):
     row-major) is ``sum_t weight[t, p] * x_flat[index[t, p]]``; taps that fall outside the
     canvas have weight 0 (zero fill). With a Python-number ``angle`` the taps are computed in
     float64 numpy, and sample points within 1e-9 of a pixel are snapped to it (so multiples of
-    90 degrees are exact); with a traced ``angle`` they are computed with ``jax.numpy``.
+    90 degrees are exact); with a traced ``angle`` they are computed with ``jax.numpy`` and
+    snapped within 1e-4 (float32 rounding), so quarter turns stay exact under ``jit``.
     """
     static = isinstance(angle, numbers.Real)
     xp = np if static else jnp
@@ -60,6 +61,11 @@ def bilinear_taps(h: int, w: int, angle, flip: bool = False):
             near = np.round(arr)
             snap = np.abs(arr - near) < 1e-9
             arr[snap] = near[snap]
+    else:
+        # float32 cos/sin of a traced multiple of pi/2 are off by ~1e-7: snap so that quarter
+        # turns are exact rot90 under jit too
+        src_r = jnp.where(jnp.abs(src_r - jnp.round(src_r)) < 1e-4, jnp.round(src_r), src_r)
+        src_c = jnp.where(jnp.abs(src_c - jnp.round(src_c)) < 1e-4, jnp.round(src_c), src_c)
     r0 = xp.floor(src_r)
     c0 = xp.floor(src_c)
     fr = src_r - r0

@@ -26,3 +26,10 @@ def test_rotate_keeps_canvas_and_is_differentiable():
     assert rotate(x, 0.4).shape == x.shape
     g = jax.grad(lambda a: jnp.sum(rotate(x, a) ** 2))(0.3)
     assert np.isfinite(float(g))
+
+
+def test_traced_quarter_turns_are_exact():
+    x = jax.random.normal(jax.random.key(0), (2, 28, 28, 1))
+    rot = jax.jit(lambda x, a: rotate(x, a, axes=(1, 2)))
+    for k in range(4):
+        np.testing.assert_array_equal(rot(x, jnp.float32(k * np.pi / 2)), np.rot90(np.asarray(x), k, axes=(1, 2)))

@@ -1,0 +1,39 @@
+"""Datasets: MNIST (verified downloads) and the derived MNIST-rot and MNIST-scale, plus a batch iterator.
+
+* :func:`mnist` reads the IDX files from ``data_dir``, else ``$EQUILIB_DATA_DIR/mnist``, else
+  ``~/.cache/equilib/mnist``, downloading them (mirrors with fallback, SHA-256 checked, atomic
+  writes) if missing.
+* :func:`mnist_rot` / :func:`mnist_scale` regenerate the benchmark datasets from MNIST with a seed
+  and cache them under ``$EQUILIB_CACHE_DIR`` (else ``~/.cache/equilib``).
+* :class:`Batches` / :func:`epochs` iterate over arrays in (shuffled) mini-batches of device arrays.
+
+Images are uint8 ``(N, 28, 28)`` (add a channel axis for the layers: ``x[..., None]``), labels int32.
+"""
+
+from equilib.data._batching import Batches, epochs
+from equilib.data._derived import cache_dir, mnist_rot, mnist_scale, stratified_split
+from equilib.data._mnist import (
+    MNIST_MIRRORS,
+    MNIST_SHA256,
+    DownloadError,
+    download_mnist,
+    mnist,
+    mnist_dir,
+    read_idx,
+)
+
+__all__ = [
+    "MNIST_MIRRORS",
+    "MNIST_SHA256",
+    "Batches",
+    "DownloadError",
+    "cache_dir",
+    "download_mnist",
+    "epochs",
+    "mnist",
+    "mnist_dir",
+    "mnist_rot",
+    "mnist_scale",
+    "read_idx",
+    "stratified_split",
+]
