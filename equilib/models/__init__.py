@@ -1,0 +1,5 @@
+"""Reference models with invariant heads: ``(B, H, W, C)`` images -> ``(B, num_classes)`` logits."""
+
+from equilib.models._gcnn import GCNN, P4CNN, P4CNNRotationPooling, P4MCNN, Z2CNN
+
+__all__ = ["GCNN", "P4CNN", "P4CNNRotationPooling", "P4MCNN", "Z2CNN"]
