@@ -7,6 +7,7 @@ Subpackages: :mod:`equilib.groups` (C_N, D_N), :mod:`equilib.functional` (pure f
 
 from equilib import functional, groups, linen, nn, testing
 from equilib import data, transforms
+from equilib import metrics
 from equilib._exact import ExactnessWarning, check_exact
 from equilib.groups import Cyclic, Dihedral, Group, Trivial
 
@@ -23,6 +24,7 @@ __all__ = [
     "functional",
     "groups",
     "linen",
+    "metrics",
     "nn",
     "testing",
     "transforms",

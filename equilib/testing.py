@@ -44,6 +44,9 @@ __all__ = [
     "assert_translation_equivariant",
     "disk_mask",
     "smooth_random",
+    "scale_equivariance_errors",
+    "scale_equivariance_error",
+    "assert_scale_equivariant",
 ]
 
 _INPUTS = ("plain", "regular")
@@ -250,4 +253,147 @@ def assert_translation_equivariant(fn: Callable, x, shifts=None, *, input: str =
         worst = sorted(bad.items(), key=lambda kv: -kv[1])[:8]
         raise AssertionError(f"not translation-{'invariant' if output == 'invariant' else 'equivariant'}: "
                              f"{len(bad)} of {len(errors)} shifts above rtol={rtol}; worst: {_format(dict(worst))}")
+    return errors
+
+
+# --- scale (SESN-style scale maps) --------------------------------------------------------------
+_SCALE_INPUTS = ("plain", "scale")
+_SCALE_OUTPUTS = ("plain", "scale", "invariant")
+
+
+def _rescale(a: np.ndarray, factor: float, method: str) -> np.ndarray:
+    # jitted with a traced factor: one compile per shape instead of one per primitive
+    return _np(_rescale_jit(a, np.float32(factor), method=method, axes=(1, 2)))
+
+
+def _rescale_impl(a, factor, *, method, axes):
+    from equilib._imaging import rescale
+
+    return rescale(a, factor, method=method, axes=axes)
+
+
+_rescale_jit = jax.jit(_rescale_impl, static_argnames=("method", "axes"))
+
+
+def _scale_ratio(scales) -> float:
+    from equilib.functional._scale import check_scales
+
+    scales = check_scales(scales)
+    if len(scales) < 2:
+        raise ValueError(f"`scales` must have at least two scales to define a scale step, got {scales!r}")
+    ratios = [b / a for a, b in zip(scales, scales[1:])]
+    if max(ratios) > min(ratios) * (1 + 1e-3):
+        raise ValueError(f"`scales` must be geometric (a constant ratio between neighbours) for the "
+                         f"scale-shift action, got ratios {tuple(round(r, 6) for r in ratios)}")
+    return ratios[0]
+
+
+def _shift_scales(a: np.ndarray, n: int) -> np.ndarray:
+    """``out[..., i] = a[..., i + n]``, zeros where ``i + n`` is out of range."""
+    out = np.zeros_like(a)
+    s = a.shape[-1]
+    if n >= 0:
+        out[..., :s - n] = a[..., n:]
+    else:
+        out[..., -n:] = a[..., :s + n]
+    return out
+
+
+def scale_equivariance_errors(fn: Callable, x, scales, *, input: str = "plain", output: str = "scale",
+                              steps: Iterable[int] = (1,), scale_indices: Iterable[int] | None = None,
+                              mask_fraction: float = 0.6, method: str = "bicubic") -> dict[int, float]:
+    """Relative scale-equivariance error of ``fn`` at ``x`` for each step (``{step: error}``).
+
+    ``scales`` must be geometric with ratio ``q``. Step ``n`` rescales the input's spatial axes
+    (1, 2) by ``t = q**-n`` (:func:`equilib.functional.rescale`, ``method``): ``n = 1``
+    downscales by one scale step, ``n = -1`` upscales. The actions:
+
+    * ``"plain"`` (``(B, H, W, C)``): rescaled in space only;
+    * ``"scale"`` (a scale map ``(B, H, W, C, S)``): rescaled in space and shifted along the
+      scale axis, ``x'[..., i] = x[..., i + n]``, with zeros where ``i + n`` is out of range
+      (the convention of :mod:`equilib.functional._scale`: downscaling moves the response from
+      index ``j + 1`` to ``j``);
+    * ``"invariant"`` (output only): not transformed.
+
+    The error is ``|| m * (fn(x')[..., j] - (fn(x))'[..., j]) || / || m * (fn(x))'[..., j] ||``
+    over ``j`` in ``scale_indices`` (default: every ``j`` whose source index ``j + n`` exists,
+    i.e. all but the boundary scales), with ``m`` the central disk of radius ``mask_fraction``
+    times half the output size, divided by ``q**|n|`` when downscaling (the expected map reads
+    ``fn(x)`` that far out, where its own border effects live). Always approximate on the grid:
+    the result depends on the input's smoothness (:func:`smooth_random`).
+    """
+    if input not in _SCALE_INPUTS:
+        raise ValueError(f"`input` must be one of {_SCALE_INPUTS}, got {input!r}")
+    if output not in _SCALE_OUTPUTS:
+        raise ValueError(f"`output` must be one of {_SCALE_OUTPUTS}, got {output!r}")
+    q = _scale_ratio(scales)
+    n_scales = len(tuple(scales))
+    steps = tuple(steps)
+    for n in steps:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n == 0 or abs(n) >= n_scales:
+            raise ValueError(f"`steps` must be non-zero integers with |step| < len(scales) "
+                             f"(={n_scales}), got {steps!r}")
+    x = _np(x)
+    if input == "scale" and (x.ndim != 5 or x.shape[-1] != n_scales):
+        raise ValueError(f"a scale map over {n_scales} scales has shape (B, H, W, C, {n_scales}), "
+                         f"got {tuple(x.shape)}")
+    if input == "plain" and x.ndim != 4:
+        raise ValueError(f"a plain map has shape (B, H, W, C), got {tuple(x.shape)}")
+    y = _np(fn(x))
+    if output == "scale" and (y.ndim != 5 or y.shape[-1] != n_scales):
+        raise ValueError(f"`output`='scale' expects fn(x) of shape (B, H, W, C, {n_scales}), "
+                         f"got {tuple(y.shape)}")
+    errors = {}
+    for n in steps:
+        n = int(n)
+        t = q ** (-n)
+        xt = _rescale(x, t, method)
+        if input == "scale":
+            xt = _shift_scales(xt, n)
+        got = _np(fn(xt))
+        if output == "invariant":
+            errors[n] = _rel(got, y)
+            continue
+        exp = _rescale(y, t, method)
+        frac = mask_fraction * (t if n > 0 else 1.0)
+        mask = disk_mask(exp.shape[1], exp.shape[2], frac).reshape(
+            (1,) + exp.shape[1:3] + (1,) * (exp.ndim - 3))
+        if output == "scale":
+            if scale_indices is None:
+                idx = [j for j in range(n_scales) if 0 <= j + n < n_scales]
+            else:
+                idx = [int(j) for j in scale_indices]
+                bad = [j for j in idx if not (0 <= j < n_scales and 0 <= j + n < n_scales)]
+                if bad:
+                    raise ValueError(f"`scale_indices` {bad} have no source index j + step "
+                                     f"(step {n}) in [0, {n_scales})")
+            exp = _shift_scales(exp, n)[..., idx]
+            got = got[..., idx]
+        errors[n] = _rel(got, exp, mask)
+    return errors
+
+
+def scale_equivariance_error(fn: Callable, x, scales, *, input: str = "plain", output: str = "scale",
+                             steps: Iterable[int] = (1,), scale_indices: Iterable[int] | None = None,
+                             mask_fraction: float = 0.6, method: str = "bicubic") -> float:
+    """The largest of :func:`scale_equivariance_errors` over ``steps``."""
+    return max(scale_equivariance_errors(fn, x, scales, input=input, output=output, steps=steps,
+                                         scale_indices=scale_indices, mask_fraction=mask_fraction,
+                                         method=method).values())
+
+
+def assert_scale_equivariant(fn: Callable, x, scales, *, rtol: float, input: str = "plain",
+                             output: str = "scale", steps: Iterable[int] = (1,),
+                             scale_indices: Iterable[int] | None = None, mask_fraction: float = 0.6,
+                             method: str = "bicubic") -> dict[int, float]:
+    """Raise ``AssertionError`` unless every step's :func:`scale_equivariance_errors` is within
+    ``rtol``. Scale equivariance on a pixel grid is never exact, so ``rtol`` has no default (the
+    caller states, and documents, the tolerance). Returns the errors."""
+    errors = scale_equivariance_errors(fn, x, scales, input=input, output=output, steps=steps,
+                                       scale_indices=scale_indices, mask_fraction=mask_fraction,
+                                       method=method)
+    bad = {n: e for n, e in errors.items() if not e <= rtol}
+    if bad:
+        raise AssertionError(f"not scale-equivariant ({input} -> {output}): relative error above "
+                             f"rtol={rtol} for steps {_format(bad)}; all errors: {_format(errors)}")
     return errors

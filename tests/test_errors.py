@@ -83,7 +83,7 @@ def test_bad_arguments():
         nn.Conv(3, 4, 3, stride=0, rngs=rngs())
     with pytest.raises(ValueError, match=r"`out_channels` must be a positive integer, got 0"):
         nn.LiftingConv(3, 0, 3, group=C4, rngs=rngs())
-    with pytest.raises(ValueError, match=r"`mode` must be one of \('max', 'mean'\), got 'sum'"):
+    with pytest.raises(ValueError, match=r"`mode` must be one of \('max', 'mean', 'norm'\), got 'sum'"):
         nn.GroupPool("sum")
     with pytest.raises(ValueError, match=r"`output` must be one of"):
         equivariance_error(lambda x: x, jnp.ones((1, 5, 5, 1)), C4, output="regulr")

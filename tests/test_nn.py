@@ -152,6 +152,11 @@ def test_group_pool_and_sequential():
     x = jax.random.normal(jax.random.key(0), (2, 7, 7, 3, 4))
     np.testing.assert_array_equal(nn.GroupPool("max")(x), jnp.max(x, -1))
     np.testing.assert_allclose(nn.GroupPool("mean")(x), jnp.mean(x, -1), rtol=1e-6)
+    np.testing.assert_allclose(nn.GroupPool("norm")(x), jnp.linalg.norm(x, axis=-1), rtol=1e-5, atol=1e-5)
+    g = jax.grad(lambda z: nn.GroupPool("norm")(z).sum())(jnp.zeros((1, 1, 1, 1, 4)))
+    assert bool(jnp.all(jnp.isfinite(g)))
+    for mode in ("max", "mean", "norm"):  # invariant under the regular representation
+        assert_equivariant(nn.GroupPool(mode), x, G, input="regular", output="plain")
     rngs = nnx.Rngs(0)
     model = nn.Sequential(nn.LiftingConv(1, 4, 3, group=G, rngs=rngs), jax.nn.relu,
                           nn.GroupConv(4, 4, 3, group=G, rngs=rngs), nn.GroupPool(),

@@ -16,9 +16,34 @@ from equilib.functional._conv import (
 from equilib.functional._kernels import expand_group_kernel, expand_lifting_kernel, kernel_dof
 from equilib.functional._norm import batch_moments, normalize
 from equilib.functional._pool import group_pool
+from equilib.functional._scale import (
+    scale_basis,
+    scale_conv,
+    scale_conv_1x1,
+    scale_lifting_conv,
+    scale_pool,
+)
+from equilib.functional._spatial_pool import (
+    aps_pool,
+    aps_unpool,
+    avg_pool,
+    binomial_filter,
+    blur_pool,
+    global_pool,
+    max_blur_pool,
+    max_pool,
+)
 
 __all__ = [
     "PADDINGS",
+    "aps_pool",
+    "aps_unpool",
+    "avg_pool",
+    "binomial_filter",
+    "blur_pool",
+    "global_pool",
+    "max_blur_pool",
+    "max_pool",
     "batch_moments",
     "conv2d",
     "expand_group_kernel",
@@ -32,4 +57,9 @@ __all__ = [
     "padding_pads",
     "rescale",
     "rotate",
+    "scale_basis",
+    "scale_conv",
+    "scale_conv_1x1",
+    "scale_lifting_conv",
+    "scale_pool",
 ]

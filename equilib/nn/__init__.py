@@ -8,6 +8,10 @@ regular group maps ``(B, H, W, C, |G|)`` (group axis last). Constructors take ke
 from equilib.nn._conv import Conv, GroupConv, LiftingConv
 from equilib.nn._norm import GroupBatchNorm
 from equilib.nn._pool import GroupPool
+from equilib.nn._scale import ScaleConv, ScaleConv1x1, ScaleLiftingConv, ScalePool
 from equilib.nn._sequential import Sequential
+from equilib.nn._spatial_pool import APSPool, AvgPool, BlurPool, GlobalPool, MaxBlurPool, MaxPool
 
-__all__ = ["Conv", "GroupBatchNorm", "GroupConv", "GroupPool", "LiftingConv", "Sequential"]
+__all__ = ["APSPool", "AvgPool", "BlurPool", "GlobalPool", "MaxBlurPool", "MaxPool",
+           "Conv", "GroupBatchNorm", "GroupConv", "GroupPool", "LiftingConv", "Sequential",
+           "ScaleConv", "ScaleConv1x1", "ScaleLiftingConv", "ScalePool"]

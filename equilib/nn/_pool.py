@@ -11,7 +11,8 @@ __all__ = ["GroupPool"]
 
 
 class GroupPool(nnx.Module):
-    """Pool the group axis: ``(B, H, W, C, |G|) -> (B, H, W, C)`` with ``mode`` "max" or "mean".
+    """Pool the group axis: ``(B, H, W, C, |G|) -> (B, H, W, C)`` with ``mode`` "max", "mean"
+    or "norm" (L2 norm over the group axis).
 
     The output is invariant to the group-axis permutation, so after it the map only rotates in
     space: a following spatial mean gives a rotation-invariant vector.

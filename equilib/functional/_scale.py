@@ -1,0 +1,289 @@
+"""Scale-equivariant convolutions in the style of SESN (Sosnovik, Szmaja & Smeulders 2020).
+
+Scale maps are ``(B, H, W, C, S)``: one response per channel and per scale ``scales[i]``,
+scale axis last (as the group axis of a regular map).
+
+The filters are linear combinations of a fixed multi-scale basis (:func:`scale_basis`):
+Hermite-Gaussian functions dilated to each scale ``s`` (envelope width ``w = sigma * s`` px),
+
+    phi_{n,m}(x, y; s) = w^-2 He_n(x/w) He_m(y/w) exp(-rho^2 / 2) cos^2(pi rho / 5) [rho < 2.5],
+
+``rho = sqrt(x^2 + y^2) / w``, ``n + m <= max_order``, ``He`` the probabilists' Hermite
+polynomials. The window makes every scale an exact dilation ``phi(d; s) = s^-2 phi(d / s; 1)``
+of one function with compact support (radius ``2.5 w``), so one weight vector gives the same
+filter at every scale; the ``s^-2`` keeps the L1 norm fixed, which makes the response of a
+filter at scale ``s`` to the input downscaled by ``t`` equal to the downscaled response at
+scale ``t * s`` (SESN uses the same dilation, with a per-scale square crop instead of the window).
+
+Convention (scale shift): downscaling the input by ``q = scales[j+1] / scales[j]``
+(``rescale(x, 1 / q)``) moves the response at scale index ``j + 1`` to index ``j`` (towards
+the small scales), rescaled in space:
+
+    f(rescale(x, 1/q))[..., j] ~= rescale(f(x)[..., j + 1], 1/q),     j = 0 .. S - 2,
+
+and upscaling by ``q`` moves index ``j`` to ``j + 1``. Index ``S - 1`` has no neighbour above
+(the boundary scale): there the relation does not hold. For geometric ``scales`` (one ratio
+``q``) this holds at every ``j`` at once, and a scale map transforms accordingly: rescaled in
+space and shifted along the scale axis, with zeros entering at the vacated end (the action of
+:func:`equilib.testing.scale_equivariance_errors`); :func:`scale_conv` with ``Ks > 1`` needs it.
+
+The relation is exact in the continuum and approximate on the pixel grid (sampling of the
+basis, interpolation of the rescaling); see :class:`equilib.nn.ScaleLiftingConv` for measured
+errors. All functions are pure and safe under ``jit``, ``vmap`` and ``grad``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from equilib.functional._conv import _check_rank, conv2d, normalize_padding, normalize_stride
+
+__all__ = [
+    "scale_basis",
+    "check_scales",
+    "scale_lifting_conv",
+    "scale_conv",
+    "scale_conv_1x1",
+    "scale_pool",
+    "SCALE_POOL_MODES",
+]
+
+SCALE_POOL_MODES = ("max", "mean")
+
+# Support radius of the basis functions, in envelope widths (sigma * scale): they are windowed
+# to zero there, and the window at the largest scale must fit the kernel.
+SUPPORT = 2.5
+
+
+def check_scales(scales) -> tuple[float, ...]:
+    """Validate ``scales``: a non-empty sequence of strictly increasing positive numbers.
+
+    Returns them as a tuple of floats (hashable, for caching)."""
+    if isinstance(scales, (str, bytes)) or not hasattr(scales, "__len__"):
+        raise TypeError(f"`scales` must be a sequence of positive numbers such as (1.0, 2**0.5, 2.0), "
+                        f"got {type(scales).__name__} ({scales!r})")
+    values = tuple(scales)
+    if len(values) == 0:
+        raise ValueError("`scales` must contain at least one scale, got ()")
+    for s in values:
+        if isinstance(s, bool) or not isinstance(s, numbers.Real):
+            raise TypeError(f"`scales` must contain real numbers, got {s!r} in {values!r}")
+    values = tuple(float(s) for s in values)
+    if not all(math.isfinite(s) and s > 0 for s in values):
+        raise ValueError(f"`scales` must be finite and > 0, got {values!r}")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError(f"`scales` must be strictly increasing, got {values!r}")
+    return values
+
+
+def _check_basis_args(kernel_size, scales, sigma, max_order):
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1:
+        raise ValueError(f"`kernel_size` must be a positive odd integer, got {kernel_size!r}")
+    kernel_size = int(kernel_size)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"`kernel_size` must be odd (the basis is centred on a pixel), got {kernel_size}")
+    scales = check_scales(scales)
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"`sigma` must be a finite number > 0, got {sigma!r}")
+    if isinstance(max_order, bool) or not isinstance(max_order, (int, np.integer)) or max_order < 0:
+        raise ValueError(f"`max_order` must be an integer >= 0, got {max_order!r}")
+    widest = float(sigma) * scales[-1]
+    needed = 2 * math.ceil(SUPPORT * widest - 1e-9) + 1
+    if kernel_size < needed:
+        raise ValueError(
+            f"`kernel_size` (={kernel_size}) is too small for the largest scale: the basis at "
+            f"sigma * scales[-1] = {widest:.4g} px has support radius {SUPPORT:g} * {widest:.4g} px, "
+            f"expected kernel_size >= {needed} (scales={scales!r}, sigma={sigma!r})")
+    return kernel_size, scales, float(sigma), int(max_order)
+
+
+def scale_basis(kernel_size: int, scales, *, sigma: float = 1.0, max_order: int = 3) -> np.ndarray:
+    """The multi-scale Hermite-Gaussian basis, a read-only float32 array ``(K, K, N, S)``.
+
+    ``basis[:, :, b, i]`` is function ``b`` (orders ``(n, m)`` with ``n + m <= max_order``, in
+    the order of increasing ``n + m``, then decreasing ``n``; ``N = (max_order + 1)(max_order +
+    2) / 2``) at envelope width ``sigma * scales[i]`` pixels (formula in the module docstring),
+    sampled at the taps of the ``K x K`` window centred on its middle tap (``x`` right, ``y``
+    up). Each function is divided by its norm at ``scales[0]``, so at larger scales its norm
+    falls as ``1 / scale`` (the L1-normalised dilation that makes the layers scale-equivariant).
+
+    ``kernel_size`` must be odd and hold the support at the largest scale:
+    ``kernel_size >= 2 * ceil(2.5 * sigma * scales[-1]) + 1``. Raises ``ValueError`` (naming the
+    argument) otherwise, and for non-increasing or non-positive ``scales``, ``sigma <= 0`` or a
+    negative ``max_order``. Built once per configuration (cached).
+    """
+    return _basis(*_check_basis_args(kernel_size, scales, sigma, max_order))
+
+
+@functools.cache
+def _basis(kernel_size: int, scales: tuple[float, ...], sigma: float, max_order: int) -> np.ndarray:
+    k = kernel_size
+    c = (k - 1) / 2.0
+    rows, cols = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+    x, y = cols - c, c - rows
+    orders = [(n, t - n) for t in range(max_order + 1) for n in range(t, -1, -1)]
+    out = np.empty((k, k, len(orders), len(scales)))
+    for i, s in enumerate(scales):
+        w = sigma * s
+        rho = np.hypot(x, y) / w
+        # The window dilates with the scale, so every scale is an exact dilation of one compactly
+        # supported function (a truncation by the K x K window would not dilate); spanning the
+        # whole support keeps it smooth enough at small scales (measured: lower error than a
+        # hard or a short-tapered cut-off).
+        window = np.where(rho < SUPPORT, np.cos(0.5 * np.pi * rho / SUPPORT) ** 2, 0.0)
+        env = np.exp(-0.5 * rho**2) * window / w**2
+        for b, (n, m) in enumerate(orders):
+            hx = np.polynomial.hermite_e.hermeval(x / w, [0] * n + [1])
+            hy = np.polynomial.hermite_e.hermeval(y / w, [0] * m + [1])
+            out[:, :, b, i] = env * hx * hy
+    out /= np.linalg.norm(out[:, :, :, :1], axis=(0, 1), keepdims=True)
+    out = out.astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def _check_basis_array(basis):
+    if getattr(basis, "ndim", None) != 4:
+        raise ValueError(f"`basis` must have rank 4 (K, K, N, S) as returned by scale_basis, "
+                         f"got shape {tuple(getattr(basis, 'shape', ()))}")
+
+
+def _expand(weight, basis):
+    """Per-scale HWIO kernels ``(S, K, K, C, O)`` from ``weight (C, N, O)`` (or ``(C*Ks, N, O)``)."""
+    return jnp.einsum("yxbs,cbo->syxco", jnp.asarray(basis, weight.dtype), weight)
+
+
+def scale_lifting_conv(x, weight, basis, *, stride=1, padding="SAME", bias=None, precision=None):
+    """Scale lifting convolution ``(B, H, W, C) -> (B, H', W', O, S)``.
+
+    ``out[p, o, i] = sum_{d, c, b} x[p + d, c] * weight[c, b, o] * basis[d, b, i] (+ bias[o])``:
+    the same filter (coefficients ``weight`` of shape ``(C, N, O)`` on the basis) at every scale
+    of ``basis`` (``(K, K, N, S)``, from :func:`scale_basis`). ``bias`` ``(O,)`` is shared over
+    scales. Downscaling ``x`` by ``scales[j+1] / scales[j]`` moves the response from scale index
+    ``j + 1`` to ``j`` (module docstring).
+    """
+    _check_rank(x, 4, "(batch, H, W, C)")
+    _check_basis_array(basis)
+    if weight.ndim != 3:
+        raise ValueError(f"`weight` must have rank 3 (C_in, N, C_out), got shape {tuple(weight.shape)}")
+    if weight.shape[1] != basis.shape[2]:
+        raise ValueError(f"`weight` has {weight.shape[1]} basis coefficients (axis 1), but `basis` "
+                         f"has N = {basis.shape[2]} functions")
+    if weight.shape[0] != x.shape[-1]:
+        raise ValueError(f"the weight's input channels (={weight.shape[0]}) do not match the input's "
+                         f"channel axis (={x.shape[-1]})")
+    _check_bias(bias, weight.shape[-1])
+    return _lift_core(x, weight, jnp.asarray(basis), bias, stride=normalize_stride(stride),
+                      padding=normalize_padding(padding), precision=precision)
+
+
+def _check_bias(bias, out_channels: int):
+    if bias is not None and tuple(bias.shape) != (out_channels,):
+        raise ValueError(f"`bias` must have shape (C_out,) = ({out_channels},), got {tuple(bias.shape)}")
+
+
+# The cores are jitted so that an eager call compiles one program instead of one per primitive
+# (several times faster on CPU); under an outer jit they are inlined.
+@functools.partial(jax.jit, static_argnames=("stride", "padding", "precision"))
+def _lift_core(x, weight, basis, bias, *, stride, padding, precision):
+    k, n_scales, o = basis.shape[0], basis.shape[-1], weight.shape[-1]
+    kern = _expand(weight, basis)  # (S, K, K, C, O)
+    # one plain convolution with output channel o*S + i
+    kern = jnp.moveaxis(kern, 0, -1).reshape(k, k, x.shape[-1], o * n_scales)
+    y = conv2d(x, kern, stride=stride, padding=padding, precision=precision)
+    y = y.reshape(y.shape[:-1] + (o, n_scales))
+    if bias is not None:
+        y = y + bias[:, None]
+    return y
+
+
+def scale_conv(x, weight, basis, *, stride=1, padding="SAME", bias=None, precision=None):
+    """Scale convolution ``(B, H, W, C, S) -> (B, H', W', O, S)``, with interaction between
+    ``Ks = weight.shape[1]`` neighbouring scales (``Ks = 1``: none).
+
+    ``out[p, o, i] = sum_{d, c, k, b} x[p + d, c, i + k] * weight[c, k, b, o] * basis[d, b, i]
+    (+ bias[o])``, ``k = 0 .. Ks-1``, with ``x[..., i + k] = 0`` beyond the largest scale
+    (zero padding of the scale axis at its top, as SESN). ``weight`` is ``(C, Ks, N, O)``,
+    ``basis`` ``(K, K, N, S)`` from :func:`scale_basis`, ``bias`` ``(O,)`` shared over scales.
+
+    Equivariance: if ``x`` is rescaled in space by ``1 / q`` and shifted along the scale axis
+    (``x'[..., i] = rescale(x[..., i + 1])``, zeros entering at index ``S - 1``), the output is
+    transformed the same way, at every index ``j <= S - 2`` (for ``Ks > 1`` this needs a constant
+    ratio ``q`` between neighbouring scales).
+    """
+    _check_rank(x, 5, "(batch, H, W, C, S)")
+    _check_basis_array(basis)
+    if weight.ndim != 4:
+        raise ValueError(f"`weight` must have rank 4 (C_in, scale_size, N, C_out), got shape "
+                         f"{tuple(weight.shape)}")
+    n_scales = basis.shape[-1]
+    if x.shape[-1] != n_scales:
+        raise ValueError(f"the input's scale axis (last) has size {x.shape[-1]}, expected "
+                         f"{n_scales} (the number of scales of `basis`)")
+    if weight.shape[2] != basis.shape[2]:
+        raise ValueError(f"`weight` has {weight.shape[2]} basis coefficients (axis 2), but `basis` "
+                         f"has N = {basis.shape[2]} functions")
+    if weight.shape[0] != x.shape[-2]:
+        raise ValueError(f"the weight's input channels (={weight.shape[0]}) do not match the input's "
+                         f"channel axis (={x.shape[-2]})")
+    ks = weight.shape[1]
+    if ks > n_scales:
+        raise ValueError(f"`scale_size` (weight axis 1, ={ks}) must be <= the number of scales "
+                         f"(={n_scales})")
+    _check_bias(bias, weight.shape[-1])
+    return _scale_conv_core(x, weight, jnp.asarray(basis), bias, stride=normalize_stride(stride),
+                            padding=normalize_padding(padding), precision=precision)
+
+
+@functools.partial(jax.jit, static_argnames=("stride", "padding", "precision"))
+def _scale_conv_core(x, weight, basis, bias, *, stride, padding, precision):
+    c, ks, n_basis, o = weight.shape
+    n_scales = basis.shape[-1]
+    # windows over the scale axis: win[..., c, k, i] = x[..., c, i + k], zero beyond the top
+    xp = jnp.pad(x, [(0, 0)] * 4 + [(0, ks - 1)])
+    win = jnp.stack([xp[..., k:k + n_scales] for k in range(ks)], axis=-2)  # (B, H, W, C, Ks, S)
+    win = win.reshape(win.shape[:3] + (c * ks, n_scales))
+    kern = _expand(weight.reshape(c * ks, n_basis, o), basis)  # (S, K, K, C*Ks, O)
+
+    def one_scale(xi, ki):
+        return conv2d(xi, ki, stride=stride, padding=padding, precision=precision)
+
+    # vmap over the scale axis: one grouped convolution, a different kernel per scale
+    y = jax.vmap(one_scale, in_axes=(-1, 0), out_axes=-1)(win, kern)  # (B, H', W', O, S)
+    if bias is not None:
+        y = y + bias[:, None]
+    return y
+
+
+def scale_conv_1x1(x, weight, *, bias=None, precision=None):
+    """1x1 scale convolution ``(B, H, W, C, S) -> (B, H, W, O, S)``: the same ``(C, O)`` matrix
+    ``weight`` at every pixel and scale (no scale interaction), plus ``bias`` ``(O,)``.
+    Commutes exactly with any spatial rescaling and any shift of the scale axis."""
+    if x.ndim < 2:
+        raise ValueError(f"`x` must have a channel and a scale axis (..., C, S), got shape {tuple(x.shape)}")
+    if weight.ndim != 2 or weight.shape[0] != x.shape[-2]:
+        raise ValueError(f"`weight` must have shape (C_in={x.shape[-2]}, C_out), got {tuple(weight.shape)}")
+    _check_bias(bias, weight.shape[-1])
+    y = jnp.einsum("...cs,co->...os", x, weight, precision=precision)
+    if bias is not None:
+        y = y + bias[:, None]
+    return y
+
+
+def scale_pool(x, mode: str = "max"):
+    """Pool the scale axis: ``(..., C, S) -> (..., C)`` (``mode`` "max", as SESN, or "mean").
+
+    Max pooling turns the scale shift into invariance (as long as the maximum is not at a
+    boundary scale): the pooled map of a rescaled input is the rescaled pooled map.
+    """
+    if mode not in SCALE_POOL_MODES:
+        raise ValueError(f"`mode` must be one of {SCALE_POOL_MODES}, got {mode!r}")
+    if x.ndim < 2:
+        raise ValueError(f"`x` must have a channel and a scale axis (..., C, S), got shape {tuple(x.shape)}")
+    return jnp.max(x, axis=-1) if mode == "max" else jnp.mean(x, axis=-1)
