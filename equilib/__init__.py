@@ -10,10 +10,18 @@ from equilib import data, transforms
 from equilib import metrics
 from equilib._exact import ExactnessWarning, check_exact
 from equilib.groups import Cyclic, Dihedral, Group, Trivial
+from equilib import fields, reps
+from equilib.fields import FieldType
+from equilib.groups import O2, SO2
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FieldType",
+    "O2",
+    "SO2",
+    "fields",
+    "reps",
     "Cyclic",
     "Dihedral",
     "ExactnessWarning",

@@ -209,6 +209,43 @@ class Group:
         step = self.n // sub.n
         return np.array([self.element(k * step, f) for (k, f) in sub.elements], dtype=np.int64)
 
+    # --- steerable representations (see equilib.reps) ---------------------------------------
+    is_finite = True
+
+    @property
+    def trivial_rep(self):
+        """The trivial representation (a scalar field), :class:`equilib.reps.Rep` of size 1."""
+        from equilib import reps
+
+        return reps.trivial_rep(self)
+
+    @property
+    def regular_rep(self):
+        """The regular representation: permutation matrices ``rho(g) e_h = e_{g o h}`` of size
+        ``|G|`` (as :meth:`regular_representation`), with its decomposition into irreps."""
+        from equilib import reps
+
+        return reps.regular_rep(self)
+
+    def irrep(self, *index):
+        """The irreducible representation ``irrep(k)`` (cyclic) or ``irrep(j, k)`` (dihedral);
+        see :mod:`equilib.reps` for the matrices."""
+        from equilib import reps
+
+        return reps.irrep(self, *index)
+
+    def irreps(self) -> tuple:
+        """All real irreps of the group, in escnn's order."""
+        from equilib import reps
+
+        return reps.irreps(self)
+
+    def quotient_rep(self, sub):
+        """The permutation representation on the cosets ``G / sub`` (``sub`` a subgroup)."""
+        from equilib import reps
+
+        return reps.quotient_rep(self, sub)
+
 
 class Trivial(Group):
     """The trivial group {e}: group layers over it are plain convolutions with a group axis of size 1."""
@@ -286,3 +323,97 @@ def elements_of(group: Group, elements: Sequence[int] | None) -> tuple[int, ...]
     if elements is None:
         return tuple(range(group.order))
     return tuple(group._check(g) for g in elements)
+
+
+# --- continuous planar groups (steerable layers) -------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class PlanarLieGroup:
+    """A compact subgroup of O(2) with all rotations: :class:`SO2` or :class:`O2` (if ``reflection``).
+
+    Elements are pairs ``(angle, flip)``: the rotation by ``angle`` radians (counter-clockwise as
+    displayed) applied after ``flip`` mirrors of the width axis, i.e. the 2x2 matrix
+    ``R(angle) @ diag(-1, 1)**flip`` on plane coordinates ``(x right, y up)``, the convention of
+    the finite groups. Only steerable layers (:mod:`equilib.reps`, :class:`equilib.fields.FieldType`)
+    accept these groups; they are frozen dataclasses (hashable) like :class:`Group`.
+    """
+
+    reflection: bool = False
+
+    is_finite = False
+
+    @property
+    def name(self) -> str:
+        return "O2" if self.reflection else "SO2"
+
+    def __repr__(self) -> str:
+        return f"{self.name}()"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def element(self, angle: float, flip: int = 0) -> tuple[float, int]:
+        """The element ``(angle mod 2*pi, flip)``, validated."""
+        if isinstance(angle, bool) or not isinstance(angle, (int, float, np.integer, np.floating)):
+            raise TypeError(f"`angle` must be a real number (radians), got {type(angle).__name__}")
+        if flip not in (0, 1) or (flip == 1 and not self.reflection):
+            raise ValueError(f"`flip` must be 0{' or 1' if self.reflection else ''} for {self.name}, "
+                             f"got {flip!r}")
+        return (float(angle) % (2.0 * math.pi), int(flip))
+
+    def matrix(self, angle: float, flip: int = 0) -> np.ndarray:
+        """The 2x2 orthogonal matrix of ``(angle, flip)`` on plane coordinates ``(x right, y up)``."""
+        angle, flip = self.element(angle, flip)
+        rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        return rot @ np.diag([-1.0, 1.0]) if flip else rot
+
+    def transform_image(self, x, angle: float, flip: int = 0, *, axes: tuple[int, int] = (-3, -2)):
+        """Apply ``(angle, flip)`` to the spatial ``axes`` of ``x``: exact ``rot90``/flip for
+        multiples of 90 degrees, bilinear interpolation (zero fill) otherwise."""
+        angle, flip = self.element(angle, flip)
+        q = angle / (math.pi / 2)
+        quarter = int(round(q)) % 4 if abs(q - round(q)) < 1e-9 else None
+        return _rotate_flip(x, angle, bool(flip), axes=axes, quarter_turns=quarter)
+
+    # representations (see equilib.reps)
+    @property
+    def trivial_rep(self):
+        from equilib import reps
+
+        return reps.trivial_rep(self)
+
+    def irrep(self, *index):
+        """``irrep(k)`` (SO(2), frequency ``k >= 0``) or ``irrep(j, k)`` (O(2))."""
+        from equilib import reps
+
+        return reps.irrep(self, *index)
+
+    def irreps(self, max_frequency: int) -> tuple:
+        """The irreps of frequency ``<= max_frequency``."""
+        from equilib import reps
+
+        return reps.irreps(self, max_frequency)
+
+    def bandlimited_regular_rep(self, max_frequency: int):
+        """The regular representation band-limited to ``max_frequency`` (functions on the group
+        with Fourier modes up to that frequency): SO(2): ``psi_0 + psi_1 + ... + psi_L``;
+        O(2): ``psi_00 + psi_10 + 2 x psi_1k`` for ``k = 1..L``."""
+        from equilib import reps
+
+        return reps.bandlimited_regular_rep(self, max_frequency)
+
+
+class SO2(PlanarLieGroup):
+    """SO(2): all planar rotations (counter-clockwise as displayed)."""
+
+    def __init__(self):
+        super().__init__(False)
+
+
+class O2(PlanarLieGroup):
+    """O(2): all planar rotations and the reflections (mirror of the width axis, then a rotation)."""
+
+    def __init__(self):
+        super().__init__(True)
+
+
+__all__ += ["PlanarLieGroup", "SO2", "O2"]

@@ -397,3 +397,100 @@ def assert_scale_equivariant(fn: Callable, x, scales, *, rtol: float, input: str
         raise AssertionError(f"not scale-equivariant ({input} -> {output}): relative error above "
                              f"rtol={rtol} for steps {_format(bad)}; all errors: {_format(errors)}")
     return errors
+
+
+# --- steerable fields (equilib.fields.FieldType) ------------------------------------------------
+def _field_act(ftype, a, angle: float, flip: int):
+    if ftype == "invariant":
+        return a
+    return _np(ftype.transform(a, angle, flip))
+
+
+def field_equivariance_errors(fn: Callable, x, in_type, out_type="invariant", *, group: Group | None = None,
+                              elements: Iterable[int] | None = None,
+                              mask_fraction: float = 0.6) -> dict[int, float]:
+    """Relative equivariance error of ``fn`` on steerable maps, per element (``{index: error}``).
+
+    ``x`` is a map ``(B, H, W, D)`` of ``in_type`` (an :class:`equilib.fields.FieldType`); ``g``
+    acts on it by ``in_type.transform`` (pixels moved, each field multiplied by ``rho(g)``) and on
+    the output by ``out_type.transform``, or not at all if ``out_type="invariant"``. The elements
+    tested are those of the finite ``group`` (default: ``in_type.group`` when it is finite; for
+    SO(2)/O(2) pass e.g. ``Cyclic(16)`` for multiples of 22.5 degrees), used through their
+    ``(angle, flip)``. Off-grid elements are measured as in :func:`equivariance_errors` (input
+    masked by a disk, error inside a disk of ``mask_fraction``).
+    """
+    from equilib.fields import FieldType
+
+    if not isinstance(in_type, FieldType):
+        raise TypeError(f"`in_type` must be a FieldType, got {type(in_type).__name__}")
+    if not (out_type == "invariant" or isinstance(out_type, FieldType)):
+        raise TypeError(f"`out_type` must be a FieldType or 'invariant', got {out_type!r}")
+    if group is None:
+        if not isinstance(in_type.group, Group):
+            raise ValueError(f"`group` is required for {in_type.group.name} fields: the finite group whose "
+                             f"elements are tested, e.g. Cyclic(16) for multiples of 22.5 degrees")
+        group = in_type.group
+    group = as_group(group)
+    els = elements_of(group, elements)
+    x = _np(x)
+    in_type.check(x, "x")
+    y = None
+    errors = {}
+    for g in els:
+        angle, flip = group.angle(g), group.flip(g)
+        if group.is_grid_preserving(g):
+            if y is None:
+                y = _np(fn(x))
+            errors[g] = _rel(fn(_field_act(in_type, x, angle, flip)), _field_act(out_type, y, angle, flip))
+            continue
+        h, w = x.shape[1], x.shape[2]
+        xm = x * disk_mask(h, w)[:, :, None]
+        ym = _np(fn(xm))
+        out = _np(fn(_field_act(in_type, xm, angle, flip)))
+        exp = _field_act(out_type, ym, angle, flip)
+        mask = None
+        if out_type != "invariant":
+            mask = disk_mask(exp.shape[1], exp.shape[2], mask_fraction)[:, :, None]
+        errors[g] = _rel(out, exp, mask)
+    return errors
+
+
+def field_equivariance_error(fn: Callable, x, in_type, out_type="invariant", *, group: Group | None = None,
+                             elements: Iterable[int] | None = None, mask_fraction: float = 0.6) -> float:
+    """The largest of :func:`field_equivariance_errors`."""
+    return max(field_equivariance_errors(fn, x, in_type, out_type, group=group, elements=elements,
+                                         mask_fraction=mask_fraction).values())
+
+
+def assert_field_equivariant(fn: Callable, x, in_type, out_type="invariant", *, group: Group | None = None,
+                             elements: Iterable[int] | None = None, rtol: float = 1e-5,
+                             off_grid_rtol: float | None = None, mask_fraction: float = 0.6) -> dict[int, float]:
+    """Raise ``AssertionError`` unless every element's error (:func:`field_equivariance_errors`) is
+    within ``rtol`` (grid-preserving elements) or the explicit ``off_grid_rtol`` (other angles).
+    Returns the errors."""
+    from equilib.fields import FieldType
+
+    if group is None and isinstance(in_type, FieldType) and isinstance(in_type.group, Group):
+        group = in_type.group
+    if group is None:
+        raise ValueError("`group` is required for SO(2)/O(2) fields (the finite group of tested elements)")
+    group = as_group(group)
+    els = elements_of(group, elements)
+    off = [g for g in els if not group.is_grid_preserving(g)]
+    if off and off_grid_rtol is None:
+        raise ValueError(f"elements {off} of {group.name} do not map the grid to itself: pass "
+                         f"`off_grid_rtol` (their error is approximate) or leave them out of `elements`")
+    errors = field_equivariance_errors(fn, x, in_type, out_type, group=group, elements=els,
+                                       mask_fraction=mask_fraction)
+    bad = {g: e for g, e in errors.items()
+           if not e <= (rtol if group.is_grid_preserving(g) else off_grid_rtol)}
+    if bad:
+        name = in_type.group.name if isinstance(in_type, FieldType) else group.name
+        raise AssertionError(
+            f"not {name}-equivariant (fields, tested with {group.name}): relative error above "
+            f"rtol={rtol}" + (f" / off_grid_rtol={off_grid_rtol}" if off else "")
+            + f" for elements {_format(bad, group)}; all errors: {_format(errors, group)}")
+    return errors
+
+
+__all__ += ["field_equivariance_errors", "field_equivariance_error", "assert_field_equivariant"]

@@ -16,6 +16,16 @@ from equilib.functional._conv import (
 from equilib.functional._kernels import expand_group_kernel, expand_lifting_kernel, kernel_dof
 from equilib.functional._norm import batch_moments, normalize
 from equilib.functional._pool import group_pool
+from equilib.functional._steerable import (
+    BasisConfig,
+    SteerableBasis,
+    basis_config,
+    expand_steerable_bias,
+    expand_steerable_kernel,
+    rep_pair_basis,
+    steerable_basis,
+    steerable_conv,
+)
 from equilib.functional._scale import (
     scale_basis,
     scale_conv,
@@ -35,6 +45,14 @@ from equilib.functional._spatial_pool import (
 )
 
 __all__ = [
+    "BasisConfig",
+    "SteerableBasis",
+    "basis_config",
+    "expand_steerable_bias",
+    "expand_steerable_kernel",
+    "rep_pair_basis",
+    "steerable_basis",
+    "steerable_conv",
     "PADDINGS",
     "aps_pool",
     "aps_unpool",

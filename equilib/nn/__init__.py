@@ -10,8 +10,23 @@ from equilib.nn._norm import GroupBatchNorm
 from equilib.nn._pool import GroupPool
 from equilib.nn._scale import ScaleConv, ScaleConv1x1, ScaleLiftingConv, ScalePool
 from equilib.nn._sequential import Sequential
+from equilib.nn._steerable import (
+    FieldBatchNorm,
+    FieldGroupPool,
+    FieldSequential,
+    FourierPointwise,
+    GatedNonlinearity,
+    NormNonlinearity,
+    NormPool,
+    PointwiseNonlinearity,
+    Restrict,
+    SteerableConv,
+)
 from equilib.nn._spatial_pool import APSPool, AvgPool, BlurPool, GlobalPool, MaxBlurPool, MaxPool
 
-__all__ = ["APSPool", "AvgPool", "BlurPool", "GlobalPool", "MaxBlurPool", "MaxPool",
+__all__ = ["FieldBatchNorm", "FieldGroupPool", "FieldSequential", "FourierPointwise",
+           "GatedNonlinearity", "NormNonlinearity", "NormPool", "PointwiseNonlinearity", "Restrict",
+           "SteerableConv",
+           "APSPool", "AvgPool", "BlurPool", "GlobalPool", "MaxBlurPool", "MaxPool",
            "Conv", "GroupBatchNorm", "GroupConv", "GroupPool", "LiftingConv", "Sequential",
            "ScaleConv", "ScaleConv1x1", "ScaleLiftingConv", "ScalePool"]

@@ -55,16 +55,17 @@ def lecun_normal(scale: float = 1.0, in_axis: int | Sequence[int] = -2, out_axis
             z[bad] = rng.standard_normal(int(bad.sum()))
             bad = np.abs(z) > 2
         del ins
-        return jnp.asarray(z * std, dtype)
+        return jax.device_put(np.asarray(z * std, dtype=dtype))
 
     return init
 
 
 def zeros(key, shape, dtype=jnp.float32):
     del key
-    return jnp.asarray(np.zeros(tuple(shape)), dtype)
+    # device_put of a numpy array: jnp.asarray(..., dtype) would compile a conversion per shape
+    return jax.device_put(np.zeros(tuple(shape), dtype=dtype))
 
 
 def ones(key, shape, dtype=jnp.float32):
     del key
-    return jnp.asarray(np.ones(tuple(shape)), dtype)
+    return jax.device_put(np.ones(tuple(shape), dtype=dtype))
