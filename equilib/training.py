@@ -5,7 +5,9 @@
   ``"data"`` mesh axis, the state is replicated; XLA inserts the reductions, so batch-norm
   statistics are those of the global batch and a 1-device and a 2-device run compute the same
   function (up to float summation order). Force two CPU devices with
-  ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` (set before importing jax).
+  ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` (set before importing jax); on a busy
+  machine also raise XLA:CPU's 40 s collective timeout
+  (``--xla_cpu_collective_call_terminate_timeout_seconds=600``), as ``experiments`` does.
 * A workdir with ``config.json``, ``metrics.jsonl`` (one line per epoch) and orbax checkpoints
   (every ``checkpoint_every`` epochs, the last two kept). ``fit`` on a workdir that holds a
   checkpoint resumes from it; every source of randomness (initialisation, shuffling,
@@ -188,18 +190,17 @@ class _Progress:
                 from tqdm.auto import tqdm
 
                 self.bar = tqdm(total=total, desc=desc, unit="img", unit_scale=True, leave=False,
-                                dynamic_ncols=True, file=sys.stderr)
+                                dynamic_ncols=True, file=sys.stderr, mininterval=1.0)
             except ImportError:
                 self.bar = None
 
-    def update(self, n: int, loss: float | None = None):
+    def update(self, n: int):
         self.done += n
         if not self.enabled:
             return
         rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
         if self.bar is not None:
-            self.bar.update(n)
-            self.bar.set_postfix_str(f"{rate:,.0f} img/s" + (f" loss {loss:.3f}" if loss is not None else ""))
+            self.bar.update(n)  # tqdm shows the rate in img/s
         elif self.done == self.total or self.done % max(self.total // 5, 1) < n:
             print(f"  {self.desc}: {self.done}/{self.total} images, {rate:,.0f} img/s", file=sys.stderr)
 

@@ -20,11 +20,17 @@ from typing import Callable
 
 def use_host_devices() -> None:
     """Split the CPU into one XLA device per core (data parallel: ~2x on 2 cores). Must run
-    before jax is imported; a no-op if the user set XLA_FLAGS."""
+    before jax is imported; a no-op if the user set XLA_FLAGS.
+
+    The collective timeouts are raised from XLA:CPU's 40 s: on a shared machine one device's
+    thread can be descheduled long enough for the all-reduce of the other to give up and abort
+    the process (seen once here during a training run)."""
     if "jax" in sys.modules:
         return
     n = os.cpu_count() or 1
-    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={n}")
+    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={n} "
+                          "--xla_cpu_collective_call_terminate_timeout_seconds=600 "
+                          "--xla_cpu_collective_timeout_seconds=600")
 
 
 def machine() -> dict:

@@ -36,8 +36,8 @@ def figures(results_dir: pathlib.Path = PAPER / "results", figures_dir: pathlib.
         results = json.loads((results_dir / f"{name}.json").read_text())
         written += module.plot(results, figures_dir / name)
         if text is not None and hasattr(module, "table"):
-            pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", re.S)
-            text = pattern.sub(lambda m: m.group(1) + module.table(results) + m.group(2), text)
+            pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(<!-- /table:{name} -->)", re.S)
+            text = pattern.sub(lambda m: m.group(1) + module.table(results) + "\n" + m.group(2), text)
     if text is not None:
         paper.write_text(text)
         written.append(paper)
