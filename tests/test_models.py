@@ -42,3 +42,18 @@ def test_plain_model_is_not_invariant_and_c8_is_exact_on_quarter_turns():
 def test_bad_images():
     with pytest.raises(ValueError, match=r"expected images of shape \(batch, H, W, 1\), got \(2, 28, 28\)"):
         P4CNN(rngs=nnx.Rngs(0))(jax.numpy.ones((2, 28, 28)))
+
+
+@pytest.mark.parametrize("group,restrict", [(Cyclic(8), None), (Dihedral(8), 3)], ids=["C8", "D8->C8"])
+def test_steerable_cnn_is_invariant_on_quarter_turns(group, restrict):
+    from equilib.models import SteerableCNN
+
+    model = SteerableCNN(group, width_scale=0.125, restrict_after=restrict, rngs=nnx.Rngs(0))
+    model.eval()
+    x = jax.random.normal(jax.random.key(0), (2, 29, 29, 1))
+    assert check_exact(model, x.shape) == []
+    fwd = nnx.jit(lambda m, x: m(x))
+    elements = [0, 2, 4, 6]  # the rot90 subgroup (the mirror is lost after the restriction)
+    assert_equivariant(lambda x: fwd(model, x), x, Cyclic(8), output="invariant", elements=elements)
+    with pytest.raises(ValueError, match="`restrict_after` must be in 1..5 or None, got 6"):
+        SteerableCNN(group, restrict_after=6, rngs=nnx.Rngs(0))
