@@ -1,8 +1,12 @@
 """equilib: equivariant layers beyond translation, in JAX and Flax NNX.
 
-Subpackages: :mod:`equilib.groups` (C_N, D_N), :mod:`equilib.functional` (pure functions),
-:mod:`equilib.nn` (NNX modules), :mod:`equilib.linen` (Linen wrappers),
-:mod:`equilib.testing` (the equivariance harness).
+Subpackages: :mod:`equilib.groups` (C_N, D_N, SO(2), O(2)), :mod:`equilib.reps` and
+:mod:`equilib.fields` (representations, field types), :mod:`equilib.functional` (pure
+functions), :mod:`equilib.nn` (Flax NNX modules), :mod:`equilib.linen` (Linen wrappers),
+:mod:`equilib.testing` (the equivariance harness), :mod:`equilib.metrics`,
+:mod:`equilib.data` and :mod:`equilib.transforms` (datasets, augmentation),
+:mod:`equilib.models` (reference models) and :mod:`equilib.training` (the trainer); the last two
+are imported on demand (``import equilib.models``).
 """
 
 from equilib import functional, groups, linen, nn, testing

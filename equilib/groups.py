@@ -1,4 +1,5 @@
-"""Finite groups of planar rotations and reflections: ``Trivial``, ``Cyclic(n)``, ``Dihedral(n)``.
+"""Groups of planar rotations and reflections: ``Trivial``, ``Cyclic(n)``, ``Dihedral(n)``, and the
+continuous ``SO2``, ``O2`` (for steerable fields, at the end of this module).
 
 Convention (used everywhere in equilib)
 ---------------------------------------
@@ -62,6 +63,7 @@ class Group:
     # --- naming -----------------------------------------------------------------------------
     @property
     def name(self) -> str:
+        """Short name: "C4", "D8", ... ("C1" for the trivial group)."""
         if self.n == 1 and not self.reflection:
             return "C1"
         return f"{'D' if self.reflection else 'C'}{self.n}"
@@ -343,6 +345,7 @@ class PlanarLieGroup:
 
     @property
     def name(self) -> str:
+        """"SO2" or "O2"."""
         return "O2" if self.reflection else "SO2"
 
     def __repr__(self) -> str:

@@ -84,6 +84,7 @@ def data_mesh(devices: Sequence | None = None) -> Mesh:
 
 
 def count_params(model: nnx.Module) -> int:
+    """Number of trainable scalars (``nnx.Param`` leaves) of ``model``."""
     return int(sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param))))
 
 
