@@ -1,121 +1,148 @@
-"""GroupConv overhead over a plain convolution with the same expanded kernel, measured in one run.
+"""Overhead of LiftingConv / GroupConv / SteerableConv over a plain convolution with the same
+expanded kernel, measured in one run.
 
-    python benchmarks/group_conv.py            # the foundation issue's size
+    python benchmarks/group_conv.py            # the issue's sizes, both convolution paths
     python benchmarks/group_conv.py --quick    # a seconds-long smoke run
 
-Times ``value_and_grad`` (forward + backward, gradients for the input and the weights) of
-``GroupConv`` (C4, 16 -> 16 fields, 5x5, batch 64, 28x28) and of ``lax.conv_general_dilated``
-with a ``(5, 5, 64, 64)`` kernel, interleaved so that machine noise hits both alike, and
-prints the ratio of medians (goal <= 1.05), the forward-only ratio, and the construction
-and first-compile times. Numbers go to benchmarks/RESULTS.md with the command line.
+For each layer, ``value_and_grad`` (forward + backward: gradients w.r.t. the layer's parameters
+and the input) of the layer and of ``equilib.functional.conv2d`` with the layer's expanded
+kernel (``layer.kernel()``, HWIO) on the flattened input, on the same convolution path
+(``impl``: ``xla`` = ``lax.conv_general_dilated``; ``auto`` = the default, im2col + matmul on
+CPU for these shapes), interleaved so that machine noise hits both alike. Printed: the ratio of
+medians layer / plain (goal <= 1.05; the layer also expands its kernel from the free parameters
+and back-propagates through the expansion), the forward-only ratio, the construction time and
+the first compile. Rows:
+
+* LiftingConv C4, 1 -> 16 fields, 5x5, batch 64, 28x28 (plain: 1 -> 64 channels);
+* GroupConv C4, 16 -> 16 fields, 5x5, batch 64, 28x28 (plain: 64 -> 64), the issue's size;
+* GroupConv D4, 8 -> 8 fields (plain: 64 -> 64);
+* SteerableConv C8, 8 -> 8 regular fields, 5x5, batch 64, 28x28 (plain: 64 -> 64).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import platform
-import statistics
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-from equilib import nn
-from equilib.groups import Cyclic, Dihedral, Group
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import interleaved, machine_info, median  # noqa: E402
+
+from equilib import FieldType, nn  # noqa: E402
+from equilib import functional as F  # noqa: E402
+from equilib.groups import Cyclic, Dihedral  # noqa: E402
 
 
-def machine_info() -> str:
-    return (f"python {platform.python_version()}, jax {jax.__version__}, backend "
-            f"{jax.default_backend()} ({jax.devices()[0].device_kind}), {os.cpu_count()} CPUs, "
-            f"{platform.machine()}")
+@contextlib.contextmanager
+def conv_impl(impl: str):
+    """``EQUILIB_CONV_IMPL`` while functions are traced (the path is chosen at trace time)."""
+    old = os.environ.get("EQUILIB_CONV_IMPL")
+    os.environ["EQUILIB_CONV_IMPL"] = impl
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("EQUILIB_CONV_IMPL", None)
+        else:
+            os.environ["EQUILIB_CONV_IMPL"] = old
 
 
-def _time(fn, *args) -> float:
-    t = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    return time.perf_counter() - t
+def make_layer(kind: str, c: int, k: int, rngs):
+    if kind == "lift C4":
+        g = Cyclic(4)
+        return nn.LiftingConv(1, c, k, group=g, rngs=rngs), (1,), c * g.order
+    if kind in ("group C4", "group D4"):
+        g = Cyclic(4) if kind.endswith("C4") else Dihedral(4)
+        return nn.GroupConv(c, c, k, group=g, rngs=rngs), (c, g.order), c * g.order
+    if kind == "steerable C8":
+        g = Cyclic(8)
+        t = FieldType(g, [g.regular_rep] * c)
+        return nn.SteerableConv(t, t, k, rngs=rngs), (c * g.order,), c * g.order
+    raise ValueError(kind)
 
 
-def interleaved(fns: dict, args: dict, repeats: int) -> dict[str, list[float]]:
-    for name, fn in fns.items():  # compile and warm up
-        _time(fn, *args[name])
-        _time(fn, *args[name])
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(_time(fn, *args[name]))
-    return times
+def _bias_of(layer, out_channels):
+    if isinstance(layer, nn.SteerableConv):
+        return layer.expanded_bias()
+    return jnp.repeat(layer.bias[...], out_channels // layer.bias.shape[0])
 
 
-def run(group: Group, channels: int, kernel: int, batch: int, size: int, repeats: int) -> dict:
+def run(kind, c, k, batch, size, repeats, impls, dtype="float32"):
     nn.Conv(1, 1, 1, rngs=nnx.Rngs(0))  # start JAX's backend outside the timed construction
     t0 = time.perf_counter()
-    layer = nn.GroupConv(channels, channels, kernel, group=group, rngs=nnx.Rngs(0))
+    layer, in_tail, out_channels = make_layer(kind, c, k, nnx.Rngs(0))
     build_s = time.perf_counter() - t0
-    g = group.order
-    x = jax.random.normal(jax.random.key(1), (batch, size, size, channels, g))
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((batch, size, size) + in_tail, dtype=np.float32))
+    x_plain = x.reshape(batch, size, size, -1)
     graphdef, params = nnx.split(layer)
+    w_plain, b_plain = layer.kernel(), _bias_of(layer, out_channels)
+    if dtype != "float32":  # parameters, input and expanded kernel all in the low precision
+        cast = lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
+        params, x, x_plain, w_plain, b_plain = jax.tree.map(cast, (params, x, x_plain, w_plain, b_plain))
 
-    def group_loss(params, x):
-        return jnp.sum(nnx.merge(graphdef, params)(x) ** 2)
+    def layer_loss(p, x):
+        return jnp.sum(nnx.merge(graphdef, p)(x) ** 2)
 
-    w_plain = layer.kernel()
-    x_plain = x.reshape(batch, size, size, channels * g)
+    out = {"build_s": build_s}
+    for impl in impls:
+        def plain_fwd(w, x, impl=impl):
+            return F.conv2d(x, w, padding="SAME", impl=impl) + b_plain
 
-    def plain_fwd(w, x):
-        return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) \
-            + jnp.repeat(params["bias"][...], g)
+        def plain_loss(w, x, plain_fwd=plain_fwd):
+            return jnp.sum(plain_fwd(w, x) ** 2)
 
-    def plain_loss(w, x):
-        return jnp.sum(plain_fwd(w, x) ** 2)
-
-    group_grad = jax.jit(jax.value_and_grad(group_loss, argnums=(0, 1)))
-    plain_grad = jax.jit(jax.value_and_grad(plain_loss, argnums=(0, 1)))
-    group_fwd = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))
-    plain_fwd_j = jax.jit(plain_fwd)
-
-    t0 = time.perf_counter()
-    jax.block_until_ready(group_grad(params, x))
-    first_compile_s = time.perf_counter() - t0
-
-    times = interleaved(
-        {"group_fwd_bwd": group_grad, "plain_fwd_bwd": plain_grad, "group_fwd": group_fwd, "plain_fwd": plain_fwd_j},
-        {"group_fwd_bwd": (params, x), "plain_fwd_bwd": (w_plain, x_plain), "group_fwd": (params, x),
-         "plain_fwd": (w_plain, x_plain)},
-        repeats)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    # outputs agree: the comparison is between the same function
-    err = float(jnp.max(jnp.abs(group_fwd(params, x).reshape(x_plain.shape[:3] + (-1,)) - plain_fwd_j(w_plain, x_plain))))
-    return {"build_s": build_s, "first_compile_s": first_compile_s, "median_s": med,
-            "ratio_fwd_bwd": med["group_fwd_bwd"] / med["plain_fwd_bwd"],
-            "ratio_fwd": med["group_fwd"] / med["plain_fwd"], "max_abs_diff": err}
+        with conv_impl(impl):
+            t0 = time.perf_counter()
+            lg = jax.jit(jax.value_and_grad(layer_loss, argnums=(0, 1))).lower(params, x).compile()
+            compile_s = time.perf_counter() - t0
+            lf = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x)).lower(params, x).compile()
+        pg = jax.jit(jax.value_and_grad(plain_loss, argnums=(0, 1))).lower(w_plain, x_plain).compile()
+        pf = jax.jit(plain_fwd).lower(w_plain, x_plain).compile()
+        times = interleaved({"layer_fb": lg, "plain_fb": pg, "layer_f": lf, "plain_f": pf},
+                            {"layer_fb": (params, x), "plain_fb": (w_plain, x_plain), "layer_f": (params, x),
+                             "plain_f": (w_plain, x_plain)}, repeats)
+        med = {n: median(v) for n, v in times.items()}
+        diff = float(jnp.max(jnp.abs(lf(params, x).reshape(x_plain.shape[:3] + (-1,)).astype(jnp.float32)
+                                     - pf(w_plain, x_plain).astype(jnp.float32))))
+        out[impl] = {"med": med, "compile_s": compile_s, "diff": diff,
+                     "ratio_fb": med["layer_fb"] / med["plain_fb"], "ratio_f": med["layer_f"] / med["plain_f"]}
+    return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run")
     p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--impls", nargs="+", default=None, choices=["xla", "im2col", "auto"],
+                   help="convolution paths (default: xla and auto on CPU, xla elsewhere, where auto = xla)")
+    p.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16", "float16"])
     args = p.parse_args(argv)
+    impls = args.impls or (["xla", "auto"] if jax.default_backend() == "cpu" else ["xla"])
     print(machine_info())
     if args.quick:
-        configs = [(Cyclic(4), 4, 3, 4, 12)]
-        repeats = 3
+        configs, repeats = [("group C4", 4, 3, 4, 12)], 3
     else:
-        configs = [(Cyclic(4), 16, 5, 64, 28), (Dihedral(4), 8, 5, 64, 28)]
+        configs = [("lift C4", 16, 5, 64, 28), ("group C4", 16, 5, 64, 28), ("group D4", 8, 5, 64, 28),
+                   ("steerable C8", 8, 5, 64, 28)]
         repeats = args.repeats
-    for group, c, k, b, s in configs:
-        r = run(group, c, k, b, s, repeats)
-        m = r["median_s"]
-        print(f"GroupConv {group.name} {c}->{c} fields, {k}x{k}, batch {b}, {s}x{s} "
-              f"(plain conv: {k}x{k} {c * group.order}->{c * group.order}), {repeats} interleaved repeats")
-        print(f"  fwd+bwd: group {m['group_fwd_bwd'] * 1e3:.1f} ms, plain {m['plain_fwd_bwd'] * 1e3:.1f} ms, "
-              f"ratio {r['ratio_fwd_bwd']:.3f} (goal <= 1.05)")
-        print(f"  fwd:     group {m['group_fwd'] * 1e3:.1f} ms, plain {m['plain_fwd'] * 1e3:.1f} ms, "
-              f"ratio {r['ratio_fwd']:.3f}")
-        print(f"  construction {r['build_s'] * 1e3:.1f} ms (index tables + weight init), first jit of fwd+bwd {r['first_compile_s']:.2f} s, "
-              f"max |group - plain| = {r['max_abs_diff']:.2e}")
+    for (kind, c, k, b, s), dtype in ((cfg, d) for d in args.dtypes for cfg in configs):
+        r = run(kind, c, k, b, s, repeats, impls, dtype)
+        print(f"\n{kind}: {c} fields, {k}x{k}, batch {b}, {s}x{s}, {dtype}; {repeats} interleaved repeats; "
+              f"construction {r['build_s'] * 1e3:.1f} ms")
+        for impl in impls:
+            q = r[impl]
+            m = q["med"]
+            print(f"  impl={impl:5s} fwd+bwd: layer {m['layer_fb'] * 1e3:7.1f} ms, plain {m['plain_fb'] * 1e3:7.1f} ms, "
+                  f"ratio {q['ratio_fb']:.3f} (goal <= 1.05); fwd: layer {m['layer_f'] * 1e3:6.1f} ms, "
+                  f"plain {m['plain_f'] * 1e3:6.1f} ms, ratio {q['ratio_f']:.3f}; first compile "
+                  f"{q['compile_s']:.2f} s; max |layer - plain| {q['diff']:.1e}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ The group convention is documented in :mod:`equilib.groups`.
 
 from equilib._imaging import rescale, rotate
 from equilib.functional._conv import (
+    CONV_IMPLS,
     PADDINGS,
+    choose_impl,
     conv2d,
     group_conv,
     is_symmetric_sampling,
@@ -53,7 +55,9 @@ __all__ = [
     "rep_pair_basis",
     "steerable_basis",
     "steerable_conv",
+    "CONV_IMPLS",
     "PADDINGS",
+    "choose_impl",
     "aps_pool",
     "aps_unpool",
     "avg_pool",

@@ -9,10 +9,30 @@ Padding modes (as in ``flax.nnx.Conv``):
   commutes exactly with circular shifts (``jnp.roll``) of the input.
 
 All functions are pure, and safe under ``jit``, ``vmap`` and ``grad``.
+
+Implementations (``impl=`` of :func:`conv2d`, :func:`lifting_conv`, :func:`group_conv`):
+
+* ``"xla"``: ``lax.conv_general_dilated``, the reference.
+* ``"im2col"``: the ``K_h*K_w`` shifted (strided) windows of the padded input are concatenated
+  along the channel axis and contracted with the kernel reshaped to ``(K_h*K_w*C, O)`` by one
+  ``lax.dot_general``. The same sum in another order: outputs and gradients equal the
+  reference's to fp32 rounding (relative ~1e-6, ``tests/test_fast_path.py``), not bitwise.
+  On XLA:CPU the dot (and its transposes in the backward pass) runs on both cores, while the
+  CPU convolution (forward, and the input/kernel gradients) mostly runs on one; see
+  ``benchmarks/RESULTS.md`` for the measured speed-ups and the shapes where it pays.
+* ``"auto"`` (default): ``"im2col"`` on the CPU backend for the small kernels and channel
+  counts where it was measured faster (:func:`choose_impl`), ``"xla"`` otherwise (GPU/TPU
+  always ``"xla"``).
+
+The environment variable ``EQUILIB_CONV_IMPL`` (``xla``, ``im2col`` or ``auto``), read when a
+function is traced, overrides ``impl=None``; an explicit ``impl=`` argument wins over it.
 """
 
 from __future__ import annotations
 
+import os
+
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -20,9 +40,11 @@ from equilib.functional._kernels import expand_group_kernel, expand_lifting_kern
 from equilib.groups import Group, as_group
 
 __all__ = ["conv2d", "lifting_conv", "group_conv", "PADDINGS", "padding_pads",
-           "is_symmetric_sampling"]
+           "is_symmetric_sampling", "CONV_IMPLS", "choose_impl"]
 
 PADDINGS = ("SAME", "VALID", "CIRCULAR")
+CONV_IMPLS = ("auto", "xla", "im2col")
+IMPL_ENV = "EQUILIB_CONV_IMPL"
 
 
 def normalize_padding(padding) -> str:
@@ -73,12 +95,67 @@ def _check_rank(x, ndim: int, what: str, name: str = "x"):
         raise ValueError(f"`{name}` must have rank {ndim} {what}, got shape {tuple(x.shape)}")
 
 
+def normalize_impl(impl) -> str:
+    if impl is None:
+        impl = os.environ.get(IMPL_ENV, "auto") or "auto"
+        where = f"the environment variable {IMPL_ENV}"
+    else:
+        where = "`impl`"
+    if not isinstance(impl, str) or impl.lower() not in CONV_IMPLS:
+        raise ValueError(f"{where} must be one of {CONV_IMPLS}, got {impl!r}")
+    return impl.lower()
+
+
+def choose_impl(x_shape, kernel_shape, stride: int = 1, backend: str | None = None) -> str:
+    """The implementation ``impl="auto"`` picks for a ``(B, H, W, C)`` input and a
+    ``(K_h, K_w, C, O)`` kernel: ``"im2col"`` or ``"xla"``.
+
+    Rule (measured on a 2-core Xeon, jaxlib 0.10.2, ``benchmarks/conv_paths.py``; numbers in
+    ``benchmarks/RESULTS.md``): on the CPU backend, im2col when the contraction
+    ``K_h*K_w*C`` is at most 2304 and the window matrix ``B*H'*W'*K_h*K_w*C`` at most 2^26
+    elements (256 MB in fp32), so the copy stays cheap next to the matmul; ``"xla"`` on other
+    backends (cuDNN and the TPU convolution are already fast) and for 1x1 kernels on CPU
+    (identical work either way).
+    """
+    backend = backend or jax.default_backend()
+    if backend != "cpu":
+        return "xla"
+    kh, kw, c, o = kernel_shape
+    if kh * kw == 1:
+        return "xla"
+    b, h, w = x_shape[:3]
+    ho, wo = -(-h // stride), -(-w // stride)
+    depth = kh * kw * c
+    return "im2col" if depth <= _AUTO_MAX_DEPTH and b * ho * wo * depth <= _AUTO_MAX_WINDOWS else "xla"
+
+
+_AUTO_MAX_DEPTH = 2304
+_AUTO_MAX_WINDOWS = 2**26
+
+
+def _im2col(x, kernel, stride: int, precision, preferred_element_type):
+    """VALID cross-correlation of an already padded ``x`` as one matmul over the windows."""
+    kh, kw, c, o = kernel.shape
+    b, h, w, _ = x.shape
+    ho, wo = (h - kh) // stride + 1, (w - kw) // stride + 1
+    cols = [lax.slice(x, (0, i, j, 0), (b, i + stride * (ho - 1) + 1, j + stride * (wo - 1) + 1, c),
+                      (1, stride, stride, 1))
+            for i in range(kh) for j in range(kw)]
+    patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)  # (B, H', W', K*K*C)
+    return lax.dot_general(patches, kernel.reshape(kh * kw * c, o), (((3,), (0,)), ((), ())),
+                           precision=precision, preferred_element_type=preferred_element_type)
+
+
 def conv2d(x, kernel, *, stride=1, padding="SAME", bias=None, precision=None,
-           preferred_element_type=None):
+           preferred_element_type=None, impl=None):
     """Plain 2D cross-correlation, ``(B, H, W, C) x (K, K, C, O) -> (B, H', W', O)``.
 
     Translation-equivariant: with ``padding="CIRCULAR"`` and ``stride=1``,
     ``conv2d(roll(x)) == roll(conv2d(x))`` exactly.
+
+    ``impl``: ``"auto"`` (default, see :func:`choose_impl`), ``"xla"``
+    (``lax.conv_general_dilated``) or ``"im2col"`` (windows x kernel as one matmul: equal to
+    ``"xla"`` to fp32 rounding); ``None`` reads ``EQUILIB_CONV_IMPL`` (default ``"auto"``).
     """
     _check_rank(x, 4, "(batch, H, W, C)")
     if kernel.ndim != 4:
@@ -88,45 +165,62 @@ def conv2d(x, kernel, *, stride=1, padding="SAME", bias=None, precision=None,
                          f"input's channel axis (={x.shape[-1]})")
     stride = normalize_stride(stride)
     padding = normalize_padding(padding)
+    impl = normalize_impl(impl)
     kh, kw = kernel.shape[:2]
+    if impl == "auto":
+        impl = choose_impl(x.shape, kernel.shape, stride)
+    pads = [padding_pads(x.shape[1], kh, stride, padding), padding_pads(x.shape[2], kw, stride, padding)]
+    out_hw = [(x.shape[1] + sum(pads[0]) - kh) // stride + 1, (x.shape[2] + sum(pads[1]) - kw) // stride + 1]
+    if impl == "im2col" and min(out_hw) < 1:
+        impl = "xla"  # an empty output: nothing to gain, let XLA produce the empty shape
     if padding == "CIRCULAR":
-        pads = [padding_pads(x.shape[1], kh, stride, "SAME"),
-                padding_pads(x.shape[2], kw, stride, "SAME")]
         x = jnp.pad(x, [(0, 0), pads[0], pads[1], (0, 0)], mode="wrap")
+        lax_padding = "VALID"
+    elif impl == "im2col" and padding == "SAME" and any(pads[0] + pads[1]):
+        x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), pads[0] + (0,), pads[1] + (0,), (0, 0, 0)])
         lax_padding = "VALID"
     else:
         lax_padding = padding
-    y = lax.conv_general_dilated(
-        x, kernel, window_strides=(stride, stride), padding=lax_padding,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
-        preferred_element_type=preferred_element_type)
+    if impl == "im2col":
+        if x.dtype != kernel.dtype:  # as lax.conv_general_dilated, which needs equal dtypes
+            raise TypeError(f"conv2d needs `x` and `kernel` of the same dtype, got {x.dtype} and {kernel.dtype}")
+        y = _im2col(x, kernel, stride, precision, preferred_element_type)
+    else:
+        y = lax.conv_general_dilated(
+            x, kernel, window_strides=(stride, stride), padding=lax_padding,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
+            preferred_element_type=preferred_element_type)
     if bias is not None:
         y = y + bias
     return y
 
 
-def lifting_conv(x, kernel, group: Group, *, stride=1, padding="SAME", bias=None, precision=None):
+def lifting_conv(x, kernel, group: Group, *, stride=1, padding="SAME", bias=None, precision=None,
+                 impl=None):
     """Lifting convolution ``(B, H, W, C) -> (B, H', W', O, |G|)``.
 
     ``out[p, o, h] = sum_{d, c} x[p + d, c] * kernel[h^-1 d, c, o] (+ bias[o])``, with
     ``kernel`` of shape ``(K, K, C, O)`` and ``bias`` of shape ``(O,)`` shared over the group.
     Equivariance: transforming ``x`` by ``g`` transforms the output by ``g`` in space and
     permutes its group axis by the regular representation (:meth:`Group.transform_regular`).
+    ``impl``: as :func:`conv2d`.
     """
     group = as_group(group)
     w = expand_lifting_kernel(kernel, group)
-    y = conv2d(x, w, stride=stride, padding=padding, precision=precision)
+    y = conv2d(x, w, stride=stride, padding=padding, precision=precision, impl=impl)
     y = y.reshape(y.shape[:-1] + (kernel.shape[-1], group.order))
     if bias is not None:
         y = y + bias[:, None]
     return y
 
 
-def group_conv(x, kernel, group: Group, *, stride=1, padding="SAME", bias=None, precision=None):
+def group_conv(x, kernel, group: Group, *, stride=1, padding="SAME", bias=None, precision=None,
+               impl=None):
     """Group convolution ``(B, H, W, C, |G|) -> (B, H', W', O, |G|)``.
 
     ``out[p, o, h] = sum_{d, c, k} x[p + d, c, k] * kernel[h^-1 d, c, h^-1 k, o] (+ bias[o])``,
     with ``kernel`` of shape ``(K, K, C, |G|, O)``. Equivariant under the regular action.
+    ``impl``: as :func:`conv2d`.
     """
     group = as_group(group)
     _check_rank(x, 5, "(batch, H, W, C, |G|)")
@@ -135,7 +229,8 @@ def group_conv(x, kernel, group: Group, *, stride=1, padding="SAME", bias=None, 
                          f"|{group.name}| = {group.order}")
     w = expand_group_kernel(kernel, group)
     b, h, wd = x.shape[:3]
-    y = conv2d(x.reshape(b, h, wd, -1), w, stride=stride, padding=padding, precision=precision)
+    y = conv2d(x.reshape(b, h, wd, -1), w, stride=stride, padding=padding, precision=precision,
+               impl=impl)
     y = y.reshape(y.shape[:-1] + (kernel.shape[-1], group.order))
     if bias is not None:
         y = y + bias[:, None]

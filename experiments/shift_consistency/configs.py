@@ -1,0 +1,46 @@
+"""Configs of the shift-consistency experiment (circular shifts, the APS protocol, on MNIST).
+
+``default`` is sized for about 10 minutes on 2 CPU cores. Measured on this 2-core machine
+(while shared, so from process CPU time; jax 0.10, two host devices), per training image and
+epoch: plain max-pool 1.2 ms CPU, plain MaxBlurPool 1.7, plain APS 1.7, C4 max-pool 3.0,
+C4 MaxBlurPool 4.9, C4 APS 5.0, i.e. 17.5 ms CPU for all six, ~10-13 ms of wall time on two
+idle cores; a forward pass (evaluation) costs ~3.5 ms CPU per image for all six. Compiling
+costs ~10 s per model (train step, ~3 s more for the forward pass), ~90 s in all with the
+checkpoints. So the default, 15,000 digits x 2 epochs (30,000 image-passes: ~310-400 s), plus
+2,000 test digits x (1 accuracy + 2 x 2 consistency) forwards and 4 digits x 784 shifts x 2
+(trained and untrained) forwards (~30-45 s), comes to about 7.5-9 minutes.
+
+``smoke`` trains two of the six models (plain max-pool, C4 APS: plain and group convolutions,
+max-pool, the circular max + APS on group maps), one epoch on 256 digits; every run also builds
+and traces all six architectures (``run._check_architectures``, no compile, < 5 s). Compiling
+dominates a smoke run (~10-14 s CPU per trained model, train step and forward pass): training all
+six took ~75 s of CPU time, three ~45 s, two ~30 s.
+"""
+
+
+def default() -> dict:
+    return {
+        "seed": 0,
+        "n_train": 15_000,           # the first n MNIST training digits
+        "n_test": 2_000,             # the first n test digits (accuracy and consistency)
+        "epochs": 2,                 # Adam, constant learning rate, the same for all six models
+        "batch_size": 128,
+        "learning_rate": 1e-3,
+        "width": 16,                 # plain: 16/32/32 channels; C4: 8/16/16 fields (14,794 vs 14,314 params)
+        "blur_filter_size": 3,       # MaxBlurPool's binomial filter
+        "max_shift": 3,              # APS protocol: shifts in [-3, 3) per axis
+        "consistency_batch": 100,    # one random shift pair per batch of test digits
+        "consistency_repeats": 2,    # passes over the test set, fresh pairs each time: 4,000 cases
+        "n_exact_images": 4,         # digits checked under all 28*28 circular shifts
+        "models": ["plain max-pool", "plain MaxBlurPool", "plain APS",
+                   "C4 max-pool", "C4 MaxBlurPool", "C4 APS"],
+    }
+
+
+def smoke() -> dict:
+    return {**default(), "n_train": 256, "n_test": 64, "epochs": 1, "batch_size": 64,
+            "consistency_batch": 32, "consistency_repeats": 1, "n_exact_images": 1,
+            "models": ["plain max-pool", "C4 APS"]}
+
+
+CONFIGS = {"default": default, "smoke": smoke}
