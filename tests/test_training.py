@@ -80,7 +80,8 @@ def test_same_metrics_on_one_and_two_devices(tmp_path):
         # differences 1e-7 after one epoch, 1.4e-4 after three (Adam amplifies rounding)
         np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-3)
         np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=1e-3)
-        assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 0.01  # at most one of 100 images
+        # at most one of the 100 validation images flips (compared in images: 0.01 is not exact in binary)
+        assert round(abs(a["val_accuracy"] - b["val_accuracy"]) * 100) <= 1
 
 
 def test_evaluate_under_rotation_and_bad_config(tmp_path):
