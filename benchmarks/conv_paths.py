@@ -59,6 +59,13 @@ C16_LAYERS = {
     "C16 stack 29x29 384->512 k5": (4, 29, 29, 384, 5, 512, "SAME", 0),
     "C16 stack 29x29 1024->1536 k5": (2, 29, 29, 1024, 5, 1536, "SAME", 0),
 }
+# the plain CNN of experiments/scale (7x7 kernels, few channels), where the scale experiment's
+# author measured "xla" faster than im2col under load
+SCALE_CNN_LAYERS = {
+    "scale CNN 28x28 1->5 k7": (128, 28, 28, 1, 7, 5, "SAME", 0),
+    "scale CNN 14x14 5->10 k7": (128, 14, 14, 5, 7, 10, "SAME", 0),
+    "scale CNN 7x7 10->20 k7": (128, 7, 7, 10, 7, 20, "SAME", 0),
+}
 QUICK_LAYERS = {"quick 12x12 8->8 k3": (8, 12, 12, 8, 3, 8, "VALID", 4)}
 
 
@@ -237,7 +244,8 @@ def main(argv=None):
         worker({**P4CNN_LAYERS, **QUICK_LAYERS}[args.shape], args.repeats, args.devices)
         return
     print(machine_info())
-    layers = QUICK_LAYERS if args.quick else {**P4CNN_LAYERS, **({} if args.no_c16 else C16_LAYERS)}
+    layers = QUICK_LAYERS if args.quick else {**P4CNN_LAYERS, **SCALE_CNN_LAYERS,
+                                              **({} if args.no_c16 else C16_LAYERS)}
     repeats = 2 if args.quick else args.repeats
     for name, shape in layers.items():
         bench_shape(name, shape, repeats)
