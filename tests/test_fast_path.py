@@ -179,6 +179,17 @@ def test_choose_impl_rule():
     assert choose_impl((128, 26, 26, 40), (1, 1, 40, 40), 1, backend="cpu") == "xla"
 
 
+def test_choose_impl_follows_the_ynn_flag(monkeypatch):
+    from equilib.functional._conv import ynn_convolutions_off
+
+    assert ynn_convolutions_off("--xla_cpu_experimental_ynn_fusion_type=")
+    assert ynn_convolutions_off("--foo=1 --xla_cpu_experimental_ynn_fusion_type=individual_dot")
+    assert not ynn_convolutions_off("--xla_cpu_experimental_ynn_fusion_type=individual_dot,convolution")
+    assert not ynn_convolutions_off("--xla_force_host_platform_device_count=2")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
+    assert choose_impl((128, 26, 26, 40), (3, 3, 40, 40), 1, backend="cpu") == "xla"
+
+
 def test_vmap_and_bf16():
     x, w = normal(0, (3, 2, 8, 8, 4)), normal(1, (3, 3, 4, 5))
     f = lambda impl: jax.vmap(lambda xi: F.conv2d(xi, w, impl=impl))(x)

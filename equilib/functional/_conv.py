@@ -106,6 +106,19 @@ def normalize_impl(impl) -> str:
     return impl.lower()
 
 
+def ynn_convolutions_off(xla_flags: str | None = None) -> bool:
+    """Whether ``XLA_FLAGS`` turns off XLA:CPU's YNNPACK fusions
+    (``--xla_cpu_experimental_ynn_fusion_type=`` or ``=individual_dot``). With them off, XLA's
+    own convolution is the fastest CPU path measured (``benchmarks/RESULTS.md``: the P4CNN
+    layer 26x26 40->40 3x3, forward + backward, 362 -> 95 ms, against 169 ms for im2col)."""
+    flags = os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags
+    for flag in flags.split():
+        if flag.startswith("--xla_cpu_experimental_ynn_fusion_type="):
+            kinds = flag.split("=", 1)[1]
+            return "convolution" not in kinds and kinds not in ("default",)
+    return False
+
+
 def choose_impl(x_shape, kernel_shape, stride: int = 1, backend: str | None = None) -> str:
     """The implementation ``impl="auto"`` picks for a ``(B, H, W, C)`` input and a
     ``(K_h, K_w, C, O)`` kernel: ``"im2col"`` or ``"xla"``.
@@ -114,11 +127,13 @@ def choose_impl(x_shape, kernel_shape, stride: int = 1, backend: str | None = No
     ``benchmarks/RESULTS.md``): on the CPU backend, im2col when the contraction
     ``K_h*K_w*C`` is at most 2304 and the window matrix ``B*H'*W'*K_h*K_w*C`` at most 2^26
     elements (256 MB in fp32), so the copy stays cheap next to the matmul; ``"xla"`` on other
-    backends (cuDNN and the TPU convolution are already fast) and for 1x1 kernels on CPU
-    (identical work either way).
+    backends (cuDNN and the TPU convolution are already fast), for 1x1 kernels on CPU
+    (identical work either way), and on CPU whenever ``XLA_FLAGS`` turns off the YNNPACK
+    fusions (:func:`ynn_convolutions_off`; the experiments do so), which makes XLA's own
+    convolution faster than im2col.
     """
     backend = backend or jax.default_backend()
-    if backend != "cpu":
+    if backend != "cpu" or ynn_convolutions_off():
         return "xla"
     kh, kw, c, o = kernel_shape
     if kh * kw == 1:
