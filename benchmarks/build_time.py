@@ -36,6 +36,7 @@ from _common import fake_mnist, machine_info, make_train_step  # noqa: E402
 
 from equilib import FieldType, nn  # noqa: E402
 from equilib.groups import Cyclic, Dihedral  # noqa: E402
+from equilib.training import count_params  # noqa: E402
 
 GROUPS = {"C4": Cyclic(4), "C8": Cyclic(8), "C16": Cyclic(16), "D16": Dihedral(16)}
 WIDTHS, KERNELS = (24, 32, 36, 36, 64, 96), (7, 5, 5, 5, 5, 5)
@@ -81,7 +82,7 @@ def time_models(names, forward: bool, train_batch: int):
         t1 = time.perf_counter()
         reference_model(name, nnx.Rngs(1))
         t2 = time.perf_counter()
-        n = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+        n = count_params(model)
         line = f"{name}: construction {t1 - t0:.3f} s first, {t2 - t1:.3f} s second, {n:,} params"
         if forward:
             model.eval()
@@ -120,7 +121,7 @@ def main(argv=None):
         t1 = time.perf_counter()
         build(group, seed=1)
         t2 = time.perf_counter()
-        n = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+        n = count_params(model)
         line = (f"{name} stack: build {t1 - t0:.3f} s first (goal < 0.5 s: ratio {(t1 - t0) / 0.5:.2f}), "
                 f"{t2 - t1:.3f} s second, {n:,} params")
         if not args.no_forward:

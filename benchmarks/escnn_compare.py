@@ -46,7 +46,6 @@ MODELS = {  # name: (batch, size, steps)
 
 
 def _model(name, rngs):
-    sys.path.insert(0, HERE)
     if name == "p4cnn":
         from equilib.models import P4CNN
         return P4CNN(rngs=rngs)
@@ -71,6 +70,8 @@ def worker(model_name, batch, size, steps, devices):
     sys.path.insert(0, HERE)
     from _common import fake_mnist, make_train_step, memory_stats, median
 
+    from equilib.training import count_params
+
     model = _model(model_name, nnx.Rngs(0))
     step, state = make_train_step(model)
     x, y = fake_mnist(batch, size)
@@ -94,7 +95,7 @@ def worker(model_name, batch, size, steps, devices):
     cores = (time.process_time() - c0) / sum(times)
     s = median(times)
     out = {"step_s": s, "images_per_s": batch / s, "cores": cores, "memory": memory_stats(compiled),
-           "params": sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))}
+           "params": count_params(model)}
     print("RESULT " + json.dumps(out), flush=True)
 
 

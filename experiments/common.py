@@ -88,6 +88,17 @@ def savefig(fig, stem: pathlib.Path) -> list[pathlib.Path]:
     return paths
 
 
+def save_figure(fig, stem: pathlib.Path, table_md: str) -> list[pathlib.Path]:
+    """An experiment's outputs beside ``stem``: the figure as PNG and PDF (then closed) and the
+    markdown table as ``stem.md``. Returns the paths written."""
+    import matplotlib.pyplot as plt
+
+    paths = savefig(fig, stem)
+    plt.close(fig)
+    stem.with_suffix(".md").write_text(table_md + "\n")
+    return paths + [stem.with_suffix(".md")]
+
+
 def main(name: str, configs: dict[str, Callable[[], dict]], run: Callable, plot: Callable,
          argv=None) -> dict:
     p = argparse.ArgumentParser(prog=f"python -m experiments.{name}")

@@ -196,7 +196,7 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from experiments.common import savefig
+    from experiments.common import save_figure
 
     angles = results["angles"]
     floor = 1e-8  # exact elements sit at float rounding; show them on the log axis
@@ -220,7 +220,4 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     axes[0].legend(fontsize=6)
     axes[1].legend(fontsize=7)
     fig.tight_layout()
-    paths = savefig(fig, stem)
-    plt.close(fig)
-    stem.with_suffix(".md").write_text(table(results) + "\n")
-    return paths + [stem.with_suffix(".md")]
+    return save_figure(fig, stem, table(results))

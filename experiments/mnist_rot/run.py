@@ -345,7 +345,7 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
-    from experiments.common import savefig
+    from experiments.common import save_figure
 
     names = list(results["models"])
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -398,7 +398,4 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     ax2.set_title((f"solid: {mon}; " if mon else "") + "dashed: training batches; dotted: published",
                   fontsize=9)
     fig.tight_layout()
-    paths = savefig(fig, stem)
-    plt.close(fig)
-    stem.with_suffix(".md").write_text(table(results) + "\n")
-    return paths + [stem.with_suffix(".md")]
+    return save_figure(fig, stem, table(results))

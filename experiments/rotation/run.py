@@ -94,7 +94,7 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from experiments.common import savefig
+    from experiments.common import save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, m in results["models"].items():
@@ -107,7 +107,4 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     ax.set_title("Trained on upright MNIST, tested rotated")
-    paths = savefig(fig, stem)
-    plt.close(fig)
-    stem.with_suffix(".md").write_text(table(results) + "\n")
-    return paths + [stem.with_suffix(".md")]
+    return save_figure(fig, stem, table(results))

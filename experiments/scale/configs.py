@@ -45,7 +45,6 @@ _SESN_DEFAULT = {
     "sigma": 1.0,                       # envelope width at scale 1 (px): 11x11 kernels
     "max_order": 4,                     # Hermite orders n + m <= 4: 15 basis functions
     "scale_size": 1,                    # no mixing between scales (SESN's "scalar" variant)
-    "per_scale": True,                  # ScaleConv evaluated scale by scale (run.per_scale_scale_conv)
     "hidden": 0,                        # head: linear (no hidden layer, no dropout)
     "dropout": 0.0,
 }

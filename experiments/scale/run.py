@@ -22,8 +22,7 @@ Models (all defined here; ``configs.py`` sets their sizes):
   scales) and ReLU -> :class:`equilib.nn.ScalePool` (max over scales) -> global max-pool over
   space -> the same head. Filters are combinations of a Hermite-Gaussian basis dilated to every
   scale (envelope width ``sigma * scale`` px, the smallest kernel holding it at the largest
-  scale). ``ScaleConv`` is evaluated scale by scale (:func:`per_scale_scale_conv`, the same
-  function as the library layer, faster on XLA:CPU).
+  scale).
 
 Scale sweep: the *upright* MNIST digits behind the realisation's test split (never seen in
 training, in any size) rescaled by each factor of ``sweep_factors`` (bicubic about the centre,
@@ -116,60 +115,8 @@ def min_kernel_size(sigma: float, scales) -> int:
     return 2 * math.ceil(2.5 * sigma * max(scales) - 1e-9) + 1
 
 
-def per_scale_scale_conv():
-    """:class:`equilib.nn.ScaleConv` evaluated with one plain convolution per scale.
-
-    Same parameters, basis and function as the library layer (:func:`check_per_scale`: equal to
-    float rounding); only the evaluation differs. ``equilib.functional.scale_conv`` vmaps
-    ``conv2d`` over the scale axis with a different kernel per scale, which XLA lowers to a
-    grouped convolution, which XLA:CPU runs slowly: with ``EQUILIB_CONV_IMPL=xla`` a training step
-    of the whole SESN was ~15x slower than with ``S`` separate convolutions (~35x for the layer
-    alone), with the im2col path ~1.3x (2-core development machine).
-    ``config["sesn"]["per_scale"] = False`` uses the library layer unchanged.
-    """
-    import jax.numpy as jnp
-
-    from equilib import functional as F
-    from equilib import nn
-
-    class PerScaleConv(nn.ScaleConv):
-        def __call__(self, x):
-            n, c, ks = len(self.scales), self.in_channels, self.scale_size
-            if x.ndim != 5 or x.shape[-1] != n or x.shape[-2] != c:
-                return super().__call__(x)  # the library's error messages
-            kern = self.kernel()  # (K, K, C, Ks, O, S)
-            kern = kern.reshape(kern.shape[:2] + (c * ks, self.out_channels, n)).astype(x.dtype)
-            xp = jnp.pad(x, [(0, 0)] * 4 + [(0, ks - 1)])  # zeros beyond the largest scale
-            outs = [F.conv2d(xp[..., i:i + ks].reshape(x.shape[:3] + (c * ks,)), kern[..., i],  # channel c*Ks + k
-                             stride=self.stride, padding=self.padding, precision=self.precision)
-                    for i in range(n)]
-            y = jnp.stack(outs, axis=-1)
-            return y if self.bias is None else y + self.bias[...][:, None]
-
-    return PerScaleConv
-
-
-def check_per_scale(scales, sigma: float, max_order: int, scale_size: int, seed: int = 0) -> float:
-    """Relative difference between :func:`per_scale_scale_conv` and :class:`equilib.nn.ScaleConv`
-    (same parameters, random bias and input)."""
-    import jax
-    from flax import nnx
-
-    from equilib import nn
-
-    k = min_kernel_size(sigma, scales)
-    kw = dict(scales=tuple(scales), sigma=sigma, max_order=max_order, scale_size=scale_size)
-    ref = nn.ScaleConv(3, 4, k, rngs=nnx.Rngs(seed), **kw)
-    ours = per_scale_scale_conv()(3, 4, k, rngs=nnx.Rngs(seed), **kw)
-    ref.bias[...] = ours.bias[...] = jax.random.normal(jax.random.key(seed + 1), (4,))
-    x = jax.random.normal(jax.random.key(seed), (1, 9, 9, 3, len(scales)))
-    call = nnx.jit(lambda m, x: m(x))  # one compiled program each (eager op-by-op is slower)
-    a, b = np.asarray(call(ref, x)), np.asarray(call(ours, x))
-    return float(np.linalg.norm(a - b) / np.linalg.norm(a))
-
-
 def make_sesn(channels, scales, sigma: float, max_order: int, scale_size: int, rngs, hidden: int = 0,
-              dropout: float = 0.0, per_scale: bool = True):
+              dropout: float = 0.0):
     from flax import nnx
 
     from equilib import nn
@@ -195,8 +142,7 @@ def make_sesn(channels, scales, sigma: float, max_order: int, scale_size: int, r
             k = min_kernel_size(sigma, sc)
             kw = dict(scales=sc, sigma=sigma, max_order=max_order, rngs=rngs)
             self.lift = nn.ScaleLiftingConv(1, c[0], k, **kw)
-            self.conv = (per_scale_scale_conv() if per_scale else nn.ScaleConv)(c[0], c[1], k, scale_size=scale_size,
-                                                                                **kw)
+            self.conv = nn.ScaleConv(c[0], c[1], k, scale_size=scale_size, **kw)
             self.mix = nn.ScaleConv1x1(c[1], c[2], rngs=rngs)
             self.bns = nnx.List([ScaleBatchNorm(c[i]) for i in range(3)])
             self.pool = nn.ScalePool("max")
@@ -221,7 +167,7 @@ def model_fn(name: str, config: dict):
     if name == "SESN":
         s = config["sesn"]
         return lambda rngs: make_sesn(s["channels"], s["scales"], s["sigma"], s["max_order"], s["scale_size"], rngs,
-                                      s.get("hidden", 0), s.get("dropout", 0.0), s.get("per_scale", True))
+                                      s.get("hidden", 0), s.get("dropout", 0.0))
     raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
 
 
@@ -283,18 +229,11 @@ def _run(config: dict, workdir: pathlib.Path) -> dict:
     from equilib.transforms import RandomScale, apply_batch
 
     warnings.filterwarnings("ignore", category=ExactnessWarning)  # rot90 exactness is not the point here
-    s = config["sesn"]
-    if s.get("per_scale", True):
-        err = check_per_scale(s["scales"], s["sigma"], s["max_order"], s["scale_size"], config["seed"])
-        if not err < 1e-5:
-            raise RuntimeError(f"per-scale ScaleConv differs from equilib.nn.ScaleConv: relative error {err:.2e}")
     aug = config["augmentation"]
     scaling = RandomScale(aug["min_factor"], aug["max_factor"], method="bicubic", log_uniform=aug["log_uniform"])
     factors = [float(f) for f in config["sweep_factors"]]
     results: dict = {"sweep_factors": factors, "realisations": [int(r) for r in config["realisations"]],
                      "published": PUBLISHED, "published_note": PUBLISHED_NOTE, "models": {}}
-    if s.get("per_scale", True):
-        results["per_scale_check"] = err
     for name, epochs in config["models"].items():
         results["models"][name] = {"epochs": epochs,
                                    "lr_decay_epochs": list(decay_epochs(epochs, config["lr_decay_at"])),
@@ -393,7 +332,7 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from experiments.common import savefig
+    from experiments.common import save_figure
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.8, 1]})
     f = np.asarray(results["sweep_factors"])
@@ -429,7 +368,4 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     bx.legend(fontsize=8)
     bx.set_title("Test error: ours vs published", fontsize=9)
     fig.tight_layout()
-    paths = savefig(fig, stem)
-    plt.close(fig)
-    stem.with_suffix(".md").write_text(table(results) + "\n")
-    return paths + [stem.with_suffix(".md")]
+    return save_figure(fig, stem, table(results))

@@ -402,7 +402,7 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from experiments.common import savefig
+    from experiments.common import save_figure
 
     models = results["models"]
     names = list(models)
@@ -457,7 +457,4 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.text(0.5, 0.01, f"colour: downsampling; plain = solid line / no hatch, C4 = dashed line / hatched; "
              f"exact zeros (bit-identical logits) drawn at {ZERO_FLOOR:.0e}", ha="center", fontsize=8)
-    paths = savefig(fig, stem)
-    plt.close(fig)
-    stem.with_suffix(".md").write_text(table(results) + "\n")
-    return paths + [stem.with_suffix(".md")]
+    return save_figure(fig, stem, table(results))

@@ -177,7 +177,7 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from experiments.common import savefig
+    from experiments.common import save_figure
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for name, m in results["models"].items():
@@ -193,7 +193,4 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    paths = savefig(fig, stem)
-    plt.close(fig)
-    stem.with_suffix(".md").write_text(table(results) + "\n")
-    return paths + [stem.with_suffix(".md")]
+    return save_figure(fig, stem, table(results))
