@@ -212,3 +212,11 @@ def test_impl_errors(monkeypatch):
     F.conv2d(x, w, impl="xla")  # an explicit argument wins over the environment
     with pytest.raises(TypeError, match="same dtype"):
         F.conv2d(x, w.astype(jnp.bfloat16), impl="im2col")
+
+
+def test_im2col_negative_control():
+    # an unconstrained kernel through the fast path is not C4-equivariant: the harness must say so
+    x, w = normal(10, (2, 9, 9, 3)), normal(11, (3, 3, 3, 8))
+    f = lambda x: F.conv2d(x, w, impl="im2col").reshape(x.shape[:3] + (2, 4))  # noqa: E731
+    with pytest.raises(AssertionError, match="not C4-equivariant"):
+        assert_equivariant(f, x, Cyclic(4), output="regular")
