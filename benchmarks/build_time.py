@@ -36,6 +36,7 @@ from _common import fake_mnist, machine_info, make_train_step  # noqa: E402
 
 from equilib import FieldType, nn  # noqa: E402
 from equilib.groups import Cyclic, Dihedral  # noqa: E402
+from equilib.reps import regular_rep, trivial_rep  # noqa: E402
 from equilib.training import count_params  # noqa: E402
 
 GROUPS = {"C4": Cyclic(4), "C8": Cyclic(8), "C16": Cyclic(16), "D16": Dihedral(16)}
@@ -45,10 +46,10 @@ MODELS = ("Z2CNN", "P4CNN", "P4CNNRotationPooling", "P4MCNN")
 
 def build(group, seed: int = 0, rngs: nnx.Rngs | None = None):
     rngs = rngs if rngs is not None else nnx.Rngs(seed)
-    ftype = FieldType(group, [group.trivial_rep])
+    ftype = FieldType(group, [trivial_rep(group)])
     layers = []
     for width, k in zip(WIDTHS, KERNELS):
-        out = FieldType(group, [group.regular_rep] * width)
+        out = FieldType(group, [regular_rep(group)] * width)
         layers += [nn.SteerableConv(ftype, out, k, rngs=rngs), nn.FieldBatchNorm(out, rngs=rngs),
                    nn.PointwiseNonlinearity(out, "elu")]
         ftype = out
@@ -59,9 +60,10 @@ class StackClassifier(nnx.Module):
     """The 6-layer stack, then group pooling, the maximum over space and ``Linear(96, 10)``:
     the "C16 stack" of the train-step benchmarks (tools/escnn_bench.py builds the same in escnn)."""
 
-    def __init__(self, group=Cyclic(16), *, num_classes: int = 10, rngs: nnx.Rngs):
+    def __init__(self, group=None, *, num_classes: int = 10, rngs: nnx.Rngs):
+        group = Cyclic(16) if group is None else group
         self.body = build(group, rngs=rngs)
-        out = FieldType(group, [group.regular_rep] * WIDTHS[-1])
+        out = FieldType(group, [regular_rep(group)] * WIDTHS[-1])
         self.gpool = nn.FieldGroupPool(out, "max")
         self.fc = nnx.Linear(WIDTHS[-1], num_classes, rngs=rngs)
 

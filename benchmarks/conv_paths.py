@@ -37,9 +37,10 @@ _WORKER = [a for a in sys.argv if a.startswith("--worker=")]
 if __name__ == "__main__" and _WORKER:  # XLA reads its flags when the backend starts
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _WORKER[0][9:]).strip()
 
-import jax
-import jax.numpy as jnp
-from jax import lax
+# E402 below: XLA_FLAGS must be set (above) before jax is imported
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from jax import lax  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import block, machine_info, median  # noqa: E402
@@ -149,7 +150,8 @@ def bench_shape(name, shape, repeats):
     b, h, wd, c, k, o, padding, g = shape
     print(f"\n{name}: batch {b}, {h}x{wd}, {c}->{o}, {k}x{k} {padding}; {repeats} interleaved repeats; "
           f"max |im2col - xla| / max |xla| = {err:.1e}")
-    print(f"  {'path':14s} {'fwd ms':>9s} {'ratio':>6s} {'cores':>5s}   {'fwd+bwd ms':>10s} {'ratio':>6s} {'cores':>5s}")
+    print(f"  {'path':14s} {'fwd ms':>9s} {'ratio':>6s} {'cores':>5s}   "
+          f"{'fwd+bwd ms':>10s} {'ratio':>6s} {'cores':>5s}")
     for v in variants(shape):
         f, fb = f"{v}/fwd", f"{v}/fwd+bwd"
         print(f"  {v:14s} {med[f] * 1e3:9.2f} {med[f] / med['xla/fwd']:6.2f} {cores[f]:5.2f}   "
@@ -159,8 +161,9 @@ def bench_shape(name, shape, repeats):
 
 # --- subprocess: one flag setting ---------------------------------------------------------
 def worker(shape, repeats, devices):
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     import numpy as np
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     x, w = _inputs(shape)
     if devices > 1:
@@ -170,8 +173,7 @@ def worker(shape, repeats, devices):
     res = {}
     fns = {}
     for impl in ("xla", "im2col"):
-        padding = shape[6]
-        f = lambda x, w, impl=impl: conv2d(x, w, padding=padding, impl=impl)
+        f = lambda x, w, impl=impl, padding=shape[6]: conv2d(x, w, padding=padding, impl=impl)
         fns[impl] = jax.jit(jax.value_and_grad(lambda x, w, f=f: jnp.sum(f(x, w) ** 2), argnums=(0, 1)))
         block(fns[impl](x, w))
         block(fns[impl](x, w))
@@ -207,7 +209,8 @@ FLAG_SETTINGS = [
 
 
 def run_flags(shape_name, repeats):
-    shape = {**P4CNN_LAYERS, **QUICK_LAYERS}[shape_name]
+    if shape_name not in {**P4CNN_LAYERS, **QUICK_LAYERS}:  # fail here, not once per subprocess
+        raise ValueError(f"unknown shape {shape_name!r}")
     print(f"\nXLA flags / host devices ({shape_name}, fwd+bwd, each setting in its own process, "
           f"{repeats} repeats; ratios to the 'default' process's xla path)")
     base = None
@@ -225,8 +228,9 @@ def run_flags(shape_name, repeats):
         if base is None:
             base = r["xla"]["ms"]
         rows.append((label, r))
-        print(f"  {label:72s} xla {r['xla']['ms']:8.2f} ms ({r['xla']['ms'] / base:4.2f}, {r['xla']['cores']:.2f} cores)"
-              f"  im2col {r['im2col']['ms']:8.2f} ms ({r['im2col']['ms'] / base:4.2f}, {r['im2col']['cores']:.2f} cores)")
+        xla, im2col = r["xla"], r["im2col"]
+        print(f"  {label:72s} xla {xla['ms']:8.2f} ms ({xla['ms'] / base:4.2f}, {xla['cores']:.2f} cores)"
+              f"  im2col {im2col['ms']:8.2f} ms ({im2col['ms'] / base:4.2f}, {im2col['cores']:.2f} cores)")
     return rows
 
 

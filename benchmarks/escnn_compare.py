@@ -65,10 +65,11 @@ def worker(model_name, batch, size, steps, devices):
     import jax
     import numpy as np
     from flax import nnx
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     sys.path.insert(0, HERE)
-    from _common import fake_mnist, make_train_step, memory_stats, median
+    from _common import fake_mnist, make_train_step, median, memory_stats
 
     from equilib.training import count_params
 
@@ -190,7 +191,8 @@ def main(argv=None):
                         continue
                     m = r["memory"]
                     mem[model, impl] = m.get("temp_size_in_bytes", 0)
-                    print(f"  {model:8s} impl={impl:5s} {r['params']:7,} params: temporaries {_mb(m.get('temp_size_in_bytes', 0))}, "
+                    print(f"  {model:8s} impl={impl:5s} {r['params']:7,} params: "
+                          f"temporaries {_mb(m.get('temp_size_in_bytes', 0))}, "
                           f"arguments {_mb(m.get('argument_size_in_bytes', 0))}")
             for impl in ("xla", "auto"):
                 if ("p4cnn", impl) in mem and mem.get(("plain40", impl)):

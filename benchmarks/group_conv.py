@@ -6,7 +6,7 @@ expanded kernel, measured in one run.
 
 For each layer, ``value_and_grad`` (forward + backward: gradients w.r.t. the layer's parameters
 and the input) of the layer and of ``equilib.functional.conv2d`` with the layer's expanded
-kernel (``layer.kernel()``, HWIO) on the flattened input, on the same convolution path
+kernel (``layer.expanded_kernel()``, HWIO) on the flattened input, on the same convolution path
 (``impl``: ``xla`` = ``lax.conv_general_dilated``; ``auto`` = the default, im2col + matmul on
 CPU for these shapes), interleaved so that machine noise hits both alike. Printed: the ratio of
 medians layer / plain (goal <= 1.05; the layer also expands its kernel from the free parameters
@@ -38,6 +38,7 @@ from _common import interleaved, machine_info, median  # noqa: E402
 from equilib import FieldType, nn  # noqa: E402
 from equilib import functional as F  # noqa: E402
 from equilib.groups import Cyclic, Dihedral  # noqa: E402
+from equilib.reps import regular_rep  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -63,15 +64,9 @@ def make_layer(kind: str, c: int, k: int, rngs):
         return nn.GroupConv(c, c, k, group=g, rngs=rngs), (c, g.order), c * g.order
     if kind == "steerable C8":
         g = Cyclic(8)
-        t = FieldType(g, [g.regular_rep] * c)
+        t = FieldType(g, [regular_rep(g)] * c)
         return nn.SteerableConv(t, t, k, rngs=rngs), (c * g.order,), c * g.order
     raise ValueError(kind)
-
-
-def _bias_of(layer, out_channels):
-    if isinstance(layer, nn.SteerableConv):
-        return layer.expanded_bias()
-    return jnp.repeat(layer.bias[...], out_channels // layer.bias.shape[0])
 
 
 def run(kind, c, k, batch, size, repeats, impls, dtype="float32"):
@@ -82,7 +77,7 @@ def run(kind, c, k, batch, size, repeats, impls, dtype="float32"):
     x = jnp.asarray(np.random.default_rng(1).standard_normal((batch, size, size) + in_tail, dtype=np.float32))
     x_plain = x.reshape(batch, size, size, -1)
     graphdef, params = nnx.split(layer)
-    w_plain, b_plain = layer.kernel(), _bias_of(layer, out_channels)
+    w_plain, b_plain = layer.expanded_kernel(), layer.expanded_bias()
     if dtype != "float32":  # parameters, input and expanded kernel all in the low precision
         cast = lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
         params, x, x_plain, w_plain, b_plain = jax.tree.map(cast, (params, x, x_plain, w_plain, b_plain))
@@ -139,7 +134,8 @@ def main(argv=None):
         for impl in impls:
             q = r[impl]
             m = q["med"]
-            print(f"  impl={impl:5s} fwd+bwd: layer {m['layer_fb'] * 1e3:7.1f} ms, plain {m['plain_fb'] * 1e3:7.1f} ms, "
+            print(f"  impl={impl:5s} fwd+bwd: layer {m['layer_fb'] * 1e3:7.1f} ms, "
+                  f"plain {m['plain_fb'] * 1e3:7.1f} ms, "
                   f"ratio {q['ratio_fb']:.3f} (goal <= 1.05); fwd: layer {m['layer_f'] * 1e3:6.1f} ms, "
                   f"plain {m['plain_f'] * 1e3:6.1f} ms, ratio {q['ratio_f']:.3f}; first compile "
                   f"{q['compile_s']:.2f} s; max |layer - plain| {q['diff']:.1e}")

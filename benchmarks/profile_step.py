@@ -30,7 +30,6 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import block, fake_mnist, machine_info, make_train_step  # noqa: E402
-
 from flax import nnx  # noqa: E402
 
 

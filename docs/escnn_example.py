@@ -4,12 +4,13 @@ import jax
 from flax import nnx
 
 from equilib import Cyclic, FieldType, nn
+from equilib.reps import regular_rep, trivial_rep
 from equilib.testing import assert_field_equivariant, smooth_random
 
 # --8<-- [start:model]
 G = Cyclic(8)                                       # escnn: gspaces.rot2dOnR2(N=8)
-in_type = FieldType(G, [G.trivial_rep])             # escnn: enn.FieldType(r2_act, [r2_act.trivial_repr])
-hid_type = FieldType(G, [G.regular_rep] * 8)        # escnn: enn.FieldType(r2_act, 8 * [r2_act.regular_repr])
+in_type = FieldType(G, [trivial_rep(G)])            # escnn: enn.FieldType(r2_act, [r2_act.trivial_repr])
+hid_type = FieldType(G, [regular_rep(G)] * 8)       # escnn: enn.FieldType(r2_act, 8 * [r2_act.regular_repr])
 
 rngs = nnx.Rngs(0)
 model = nn.FieldSequential(                         # checks in_type == previous out_type

@@ -16,13 +16,31 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from equilib._src.typing import DTypeLike
 from equilib.functional._conv import is_symmetric_sampling, output_size
 
 __all__ = ["ExactnessWarning", "check_exact", "warn_if_inexact"]
 
 
 class ExactnessWarning(UserWarning):
-    """An input size, stride and padding combination breaks exact rot90/flip equivariance."""
+    """An input size, stride and padding combination breaks exact rot90/flip equivariance.
+
+    Emitted by equilib's group layers when they are traced on such a size (a ``UserWarning``,
+    so the usual ``warnings`` filters apply); :func:`check_exact` collects these warnings
+    without running the model.
+
+    Example:
+        >>> import warnings
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from equilib import Cyclic, ExactnessWarning, nn
+        >>> lift = nn.LiftingConv(1, 2, 3, group=Cyclic(4), stride=2, rngs=nnx.Rngs(0))
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always", ExactnessWarning)
+        ...     _ = lift(jnp.ones((1, 8, 8, 1)))  # stride 2 on an even size
+        >>> [w.category.__name__ for w in caught]
+        ['ExactnessWarning']
+    """
 
 
 def warn_if_inexact(layer: str, spatial: Sequence[int], kernel_size: int, stride: int, padding: str,
@@ -42,21 +60,35 @@ def warn_if_inexact(layer: str, spatial: Sequence[int], kernel_size: int, stride
         ExactnessWarning, stacklevel=stacklevel)
 
 
-def check_exact(model: Callable, input_shape: Sequence[int], *, dtype=jnp.float32) -> list[str]:
+def check_exact(model: Callable, input_shape: Sequence[int], *, dtype: DTypeLike = jnp.float32) -> list[str]:
     """Problems that will break exact rot90/flip equivariance of ``model`` at ``input_shape``.
 
-    ``model`` is an NNX module, a list of layers (applied in order) or any callable ``x -> y``
-    built from equilib layers. It is traced abstractly with ``jax.eval_shape`` (no computation,
-    no state change) and every :class:`ExactnessWarning` its layers raise is returned as a
-    message. An empty list means every layer samples symmetrically.
+    ``model`` is traced abstractly with ``jax.eval_shape`` (no computation, no state change)
+    and every :class:`ExactnessWarning` its layers raise is returned as a message. An empty
+    list means every layer samples its input symmetrically about the image centre.
 
-    >>> from flax import nnx
-    >>> from equilib import nn, groups
-    >>> layer = nn.LiftingConv(1, 4, 3, group=groups.Cyclic(4), stride=2, rngs=nnx.Rngs(0))
-    >>> check_exact(layer, (1, 29, 29, 1))
-    []
-    >>> len(check_exact(layer, (1, 28, 28, 1)))
-    1
+    Args:
+        model: an NNX module, a list of layers (applied in order) or any callable ``x -> y``
+            built from equilib layers.
+        input_shape: the shape of the input, e.g. ``(B, H, W, C)`` for images.
+        dtype: the input's dtype (default float32).
+
+    Returns:
+        A list of messages, one per layer call that samples asymmetrically (each names the
+        layer, the input size and the fix); ``[]`` if the model is exact at this size.
+
+    Raises:
+        ValueError: raised by ``model`` itself on an input of this shape (e.g. a wrong number
+            of channels): nothing is caught but the warnings.
+
+    Example:
+        >>> from flax import nnx
+        >>> from equilib import nn, groups
+        >>> layer = nn.LiftingConv(1, 4, 3, group=groups.Cyclic(4), stride=2, rngs=nnx.Rngs(0))
+        >>> check_exact(layer, (1, 29, 29, 1))
+        []
+        >>> len(check_exact(layer, (1, 28, 28, 1)))
+        1
     """
     from flax import nnx
 

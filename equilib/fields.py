@@ -9,7 +9,8 @@ acts on the map by moving pixels and mixing each field's channels:
 
 with the spatial convention of :mod:`equilib.groups` (counter-clockwise as displayed, mirror of
 the width axis). A regular field of a finite group has channels in element order ``g = f*n + k``,
-so ``FieldType(G, [G.regular_rep] * C)`` describes a flattened regular map ``(B, H, W, C*|G|)`` of
+so ``FieldType(G, [regular_rep(G)] * C)`` (:func:`equilib.reps.regular_rep`) describes a
+flattened regular map ``(B, H, W, C*|G|)`` of
 :class:`equilib.nn.GroupConv` (channel ``c*|G| + g``).
 """
 
@@ -20,7 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
-from equilib.reps import Rep, _blockdiag, as_steerable_group, directsum
+from equilib._src.repmath import blockdiag, check_angle_flip
+from equilib.groups import O2, Group, PlanarLieGroup
+from equilib.reps import Rep, as_steerable_group, directsum
 
 __all__ = ["FieldType"]
 
@@ -28,9 +31,41 @@ __all__ = ["FieldType"]
 class FieldType:
     """The type ``(group, reps)`` of a steerable feature map ``(B, H, W, D)``.
 
-    Immutable and hashable. ``size`` is ``D``; ``len(ft)`` the number of fields; ``ft + other``
-    concatenates the fields of two types of the same group.
+    Immutable and hashable. ``size`` is ``D``; ``len(ft)`` the number of fields; ``offsets[i]``
+    the first channel of field ``i``; ``ft + other`` concatenates the fields of two types of the
+    same group. ``ft.transform(x, angle, flip)`` applies a group element to a map ``x``
+    ``(..., H, W, D)`` as the module docstring defines.
+
+    Args:
+        group: ``Cyclic(n)``, ``Dihedral(n)``, ``Trivial()``, ``SO2()`` or ``O2()``.
+        reps: one :class:`~equilib.reps.Rep` of ``group`` per field, in channel order (a list,
+            e.g. ``[regular_rep(G)] * 8``, not a single Rep).
+
+    Raises:
+        TypeError: ``group`` is not an equilib group, ``reps`` is a single Rep or not a sequence
+            of Rep.
+        ValueError: ``reps`` is empty or holds a representation of another group.
+
+    Example:
+        >>> import numpy as np
+        >>> from equilib import Cyclic, FieldType
+        >>> from equilib.reps import irrep, regular_rep, trivial_rep
+        >>> G = Cyclic(4)
+        >>> ft = FieldType(G, [trivial_rep(G), irrep(G, 1), regular_rep(G)])
+        >>> ft
+        FieldType(C4, [1xtrivial, 1xirrep(1), 1xregular], size=7)
+        >>> ft.size, len(ft), ft.offsets, ft.field_slice(2)
+        (7, 3, (0, 1, 3), slice(3, 7, None))
+        >>> x = np.ones((2, 5, 5, ft.size), np.float32)  # (B, H, W, D)
+        >>> ft.transform(x, np.pi / 2).shape
+        (2, 5, 5, 7)
     """
+
+    group: Group | PlanarLieGroup
+    reps: tuple[Rep, ...]
+    size: int
+    offsets: tuple[int, ...]
+    _hash: int
 
     __slots__ = ("group", "reps", "size", "offsets", "_hash")
 
@@ -48,7 +83,7 @@ class FieldType:
             raise ValueError("`reps` must contain at least one representation (field)")
         for i, r in enumerate(reps):
             if not isinstance(r, Rep):
-                raise TypeError(f"`reps[{i}]` must be a Rep (e.g. group.regular_rep, group.irrep(k)), "
+                raise TypeError(f"`reps[{i}]` must be a Rep (e.g. regular_rep(group), irrep(group, k)), "
                                 f"got {type(r).__name__}")
             if r.group != group:
                 raise ValueError(f"`reps[{i}]` is a representation of {r.group.name}, expected one of "
@@ -121,16 +156,14 @@ class FieldType:
 
     def matrix(self, angle: float, flip: int = 0) -> np.ndarray:
         """``(D, D)`` block-diagonal matrix of the element ``(angle, flip)`` on the channels."""
-        return _blockdiag([r.at(angle, flip) for r in self.reps])
+        return blockdiag([r.at(angle, flip) for r in self.reps])
 
     def transform(self, x, angle: float, flip: int = 0):
         """Apply ``(angle, flip)`` to a map ``x`` of shape ``(..., H, W, D)``: pixels move (exactly
         for multiples of 90 degrees, bilinear otherwise, see :mod:`equilib.groups`) and each field
         is multiplied by ``rho(g)``."""
         self.check(x, "x")
-        from equilib.groups import O2
-
-        angle, flip = self._angle_flip(angle, flip)
+        angle, flip = check_angle_flip(self.group, angle, flip)
         m = self.matrix(angle, flip)
         y = O2().transform_image(x, angle, flip, axes=(-3, -2))
         if isinstance(y, np.ndarray):
@@ -138,11 +171,6 @@ class FieldType:
         import jax.numpy as jnp
 
         return y @ jnp.asarray(m.T, dtype=y.dtype)
-
-    def _angle_flip(self, angle, flip):
-        from equilib.reps import _check_angle_flip
-
-        return _check_angle_flip(self.group, angle, flip)
 
     def restrict(self, subgroup) -> "FieldType":
         """The same fields seen as a type of ``subgroup`` (e.g. ``Dihedral(16) -> Cyclic(16)``)."""
@@ -160,13 +188,6 @@ class FieldType:
             raise ValueError(f"{where}`{name}` has {shape[-1]} channels but its field type {self!r} has "
                              f"size {self.size} (shape {shape})")
         return x
-
-    def check_same(self, other: "FieldType", what: str, expected_what: str):
-        """Raise a ``ValueError`` unless ``other == self`` (naming both)."""
-        if not isinstance(other, FieldType):
-            raise TypeError(f"`{what}` must be a FieldType, got {type(other).__name__}")
-        if other != self:
-            raise ValueError(f"`{what}` {other!r} does not match {expected_what} {self!r}")
 
 
 @functools.cache

@@ -21,11 +21,15 @@ Actions
 * On an image ``x``: ``(g.x)(p) = x(g^-1 p)``. For a rotation by 90 degrees this is
   ``numpy.rot90`` on the spatial axes; the reflection is ``numpy.flip`` on the width axis.
 * On the group axis of a regular map (the regular representation):
-  ``(g.f)(h) = f(g^-1 h)``, i.e. ``f[..., regular_permutation(g)]``.
+  ``(g.f)(h) = f(g^-1 h)``, i.e. ``f[..., regular_permutation(g)]``, or ``regular_matrix(g) @ f``
+  for a vector ``f`` over the group axis.
 * On a regular feature map: both at once, ``(g.f)(p, h) = f(g^-1 p, g^-1 h)``.
 
 Group objects are frozen dataclasses: hashable, comparable, usable as static arguments of
-``jax.jit`` and as keys of ``functools.cache``.
+``jax.jit`` and as keys of ``functools.cache``. Their representations as :class:`~equilib.reps.Rep`
+objects (for steerable fields) are functions of :mod:`equilib.reps`: ``regular_rep(G)``,
+``irrep(G, k)``, ``irreps(G)``, ``trivial_rep(G)``, ``quotient_rep(G, sub)``,
+``bandlimited_regular_rep(G, L)``; this module knows nothing of them.
 """
 
 from __future__ import annotations
@@ -33,20 +37,45 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Sequence
+from typing import Iterable
 
 import numpy as np
 
-from equilib._imaging import rotate_flip as _rotate_flip
+from equilib._src.imaging import rotate_flip
+from equilib._src.tolerances import QUARTER_TURN_TOL
 
-__all__ = ["Group", "Trivial", "Cyclic", "Dihedral"]
+__all__ = ["Group", "Trivial", "Cyclic", "Dihedral", "PlanarLieGroup", "SO2", "O2"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Group:
     """A finite subgroup of O(2): ``n`` rotations, with reflections if ``reflection``.
 
-    Prefer the constructors :class:`Trivial`, :class:`Cyclic` and :class:`Dihedral`.
+    Elements are integer indices ``g = f*n + k`` (rotation by ``2*pi*k/n`` after ``f``
+    mirrors of the width axis; see the module docstring); ``|G| = n`` or ``2n``. A frozen
+    dataclass: hashable, usable as a static argument of ``jax.jit``.
+
+    Prefer the constructors :class:`Trivial`, :class:`Cyclic` and :class:`Dihedral` (equality
+    includes the class: ``Group(4, True) != Dihedral(4)``).
+
+    Args:
+        n: the number of rotations, an int >= 1.
+        reflection: whether the group also holds the mirrors (dihedral).
+
+    Raises:
+        ValueError: ``n`` is not an integer >= 1.
+        TypeError: ``reflection`` is not a bool.
+
+    Example:
+        >>> import numpy as np
+        >>> from equilib import Dihedral
+        >>> G = Dihedral(4)
+        >>> G.name, G.order, G.element(1, 1), G.inverse(1), G.is_exact
+        ('D4', 8, 5, 3, True)
+        >>> x = np.arange(4).reshape(1, 2, 2, 1)  # a plain map (B, H, W, C)
+        >>> G.transform_image(x, G.element(1))[0, ..., 0]  # a quarter turn, counter-clockwise
+        array([[1, 3],
+               [0, 2]])
     """
 
     n: int
@@ -103,7 +132,9 @@ class Group:
             )
         return int(f) * self.n + int(k) % self.n
 
-    def _check(self, g) -> int:
+    def check_element(self, g) -> int:
+        """``g`` as a Python int if it is an element index of this group (``0 <= g < |G|``);
+        ``TypeError`` if it is not an integer, ``ValueError`` if it is out of range."""
         if isinstance(g, bool) or not isinstance(g, (int, np.integer)):
             raise TypeError(f"a group element is an integer index, got {type(g).__name__} ({g!r})")
         if not 0 <= g < self.order:
@@ -112,11 +143,11 @@ class Group:
 
     def rotation(self, g: int) -> int:
         """The rotation index ``k`` of element ``g``."""
-        return self._check(g) % self.n
+        return self.check_element(g) % self.n
 
     def flip(self, g: int) -> int:
         """The reflection bit ``f`` of element ``g``."""
-        return self._check(g) // self.n
+        return self.check_element(g) // self.n
 
     def angle(self, g: int) -> float:
         """Rotation angle of element ``g`` in radians, ``2*pi*k/n``."""
@@ -124,11 +155,11 @@ class Group:
 
     def compose(self, a: int, b: int) -> int:
         """Index of ``a o b`` (apply ``b`` first)."""
-        return int(_cayley(self)[self._check(a), self._check(b)])
+        return int(_cayley(self)[self.check_element(a), self.check_element(b)])
 
     def inverse(self, g: int) -> int:
         """Index of ``g^-1``."""
-        return int(_inverses(self)[self._check(g)])
+        return int(_inverses(self)[self.check_element(g)])
 
     def cayley_table(self) -> np.ndarray:
         """``(|G|, |G|)`` int array with ``table[a, b] = index(a o b)``."""
@@ -156,15 +187,17 @@ class Group:
     def regular_permutation(self, g: int) -> np.ndarray:
         """Permutation ``P`` of the group axis such that ``(g.f)[..., h] = f[..., P[h]]``,
         i.e. ``P[h] = index(g^-1 o h)``."""
-        return _regular_perms(self)[self._check(g)].copy()
+        return _regular_perms(self)[self.check_element(g)].copy()
 
     def regular_permutations(self) -> np.ndarray:
         """``(|G|, |G|)`` int array; row ``g`` is :meth:`regular_permutation` of ``g``."""
         return _regular_perms(self).copy()
 
-    def regular_representation(self, g: int) -> np.ndarray:
-        """``|G| x |G|`` permutation matrix ``rho(g)`` with ``rho(g) e_h = e_{g o h}``;
-        ``(g.f) = rho(g) @ f`` for a vector ``f`` over the group axis."""
+    def regular_matrix(self, g: int) -> np.ndarray:
+        """``|G| x |G|`` permutation matrix ``rho(g)`` of the regular representation, with
+        ``rho(g) e_h = e_{g o h}``; ``(g.f) = rho(g) @ f`` for a vector ``f`` over the group axis.
+        (The representation as a :class:`~equilib.reps.Rep`, with its irreps, is
+        :func:`equilib.reps.regular_rep`.)"""
         perm = self.regular_permutation(g)
         return np.eye(self.order)[perm]
 
@@ -178,8 +211,8 @@ class Group:
         The default ``axes`` fit a plain map ``(B, H, W, C)``; for a regular map ``(B, H, W, C, |G|)``
         use :meth:`transform_regular`, or ``axes=(-4, -3)`` for the spatial part only.
         """
-        return _rotate_flip(x, self.angle(g), bool(self.flip(g)), axes=axes,
-                            quarter_turns=self._quarter_turns(g))
+        return rotate_flip(x, self.angle(g), bool(self.flip(g)), axes=axes,
+                           quarter_turns=self._quarter_turns(g))
 
     def transform_group_axis(self, x, g: int, *, axis: int = -1):
         """Apply the regular representation of ``g`` to the group axis ``axis`` of ``x``."""
@@ -211,53 +244,47 @@ class Group:
         step = self.n // sub.n
         return np.array([self.element(k * step, f) for (k, f) in sub.elements], dtype=np.int64)
 
-    # --- steerable representations (see equilib.reps) ---------------------------------------
+    # False for SO2()/O2(), which only the steerable layers accept (representations of either
+    # kind: equilib.reps, e.g. regular_rep(G), irrep(G, k))
     is_finite = True
-
-    @property
-    def trivial_rep(self):
-        """The trivial representation (a scalar field), :class:`equilib.reps.Rep` of size 1."""
-        from equilib import reps
-
-        return reps.trivial_rep(self)
-
-    @property
-    def regular_rep(self):
-        """The regular representation: permutation matrices ``rho(g) e_h = e_{g o h}`` of size
-        ``|G|`` (as :meth:`regular_representation`), with its decomposition into irreps."""
-        from equilib import reps
-
-        return reps.regular_rep(self)
-
-    def irrep(self, *index):
-        """The irreducible representation ``irrep(k)`` (cyclic) or ``irrep(j, k)`` (dihedral);
-        see :mod:`equilib.reps` for the matrices."""
-        from equilib import reps
-
-        return reps.irrep(self, *index)
-
-    def irreps(self) -> tuple:
-        """All real irreps of the group, in escnn's order."""
-        from equilib import reps
-
-        return reps.irreps(self)
-
-    def quotient_rep(self, sub):
-        """The permutation representation on the cosets ``G / sub`` (``sub`` a subgroup)."""
-        from equilib import reps
-
-        return reps.quotient_rep(self, sub)
 
 
 class Trivial(Group):
-    """The trivial group {e}: group layers over it are plain convolutions with a group axis of size 1."""
+    """The trivial group {e}: group layers over it are plain convolutions with a group axis of size 1.
+
+    Takes no arguments.
+
+    Example:
+        >>> from equilib import Trivial
+        >>> Trivial(), Trivial().name, Trivial().order
+        (Trivial(), 'C1', 1)
+    """
 
     def __init__(self):
         super().__init__(1, False)
 
 
 class Cyclic(Group):
-    """``C_n``: rotations by ``2*pi*k/n``, ``k = 0..n-1`` (counter-clockwise as displayed)."""
+    """``C_n``: rotations by ``2*pi*k/n``, ``k = 0..n-1`` (counter-clockwise as displayed).
+
+    Element ``g = k`` is the rotation by ``2*pi*k/n``. ``Cyclic(4)`` (and its subgroups) maps the
+    pixel grid to itself, so layers over it are exactly equivariant; for larger ``n`` the
+    off-grid rotations are approximate (:attr:`Group.is_exact`).
+
+    Args:
+        n: the number of rotations, an int >= 1.
+
+    Raises:
+        ValueError: ``n`` is not an integer >= 1.
+
+    Example:
+        >>> from equilib import Cyclic
+        >>> C8 = Cyclic(8)
+        >>> C8.order, C8.angle(2), C8.is_grid_preserving(1), C8.is_exact
+        (8, 1.5707963267948966, False, False)
+        >>> C8.regular_permutation(1)  # (g.f)[..., h] = f[..., g^-1 h]
+        array([7, 0, 1, 2, 3, 4, 5, 6])
+    """
 
     def __init__(self, n: int):
         super().__init__(n, False)
@@ -265,7 +292,23 @@ class Cyclic(Group):
 
 class Dihedral(Group):
     """``D_n``: ``C_n`` and the reflections; element ``g = f*n + k`` is rotation ``k`` after
-    ``f`` mirrors of the width axis. ``Dihedral(1)`` is the reflection group {e, mirror}."""
+    ``f`` mirrors of the width axis. ``Dihedral(1)`` is the reflection group {e, mirror}.
+
+    Args:
+        n: the number of rotations, an int >= 1 (``|D_n| = 2n``).
+
+    Raises:
+        ValueError: ``n`` is not an integer >= 1.
+
+    Example:
+        >>> from equilib import Dihedral
+        >>> D4 = Dihedral(4)
+        >>> D4.order, D4.elements[4], D4.compose(1, 4)  # (k, f) of element 4; rotation 1 after the mirror
+        (8, (0, 1), 5)
+        >>> D4.matrix(4)  # the mirror x -> -x on plane coordinates (x right, y up)
+        array([[-1.,  0.],
+               [ 0.,  1.]])
+    """
 
     def __init__(self, n: int):
         super().__init__(n, True)
@@ -321,10 +364,12 @@ def as_group(group) -> Group:
     return group
 
 
-def elements_of(group: Group, elements: Sequence[int] | None) -> tuple[int, ...]:
+def elements_of(group: Group, elements: Iterable[int] | None) -> tuple[int, ...]:
+    """The element indices ``elements`` validated (:meth:`Group.check_element`), or all of
+    ``group``'s if ``None`` (used by the equivariance harness)."""
     if elements is None:
         return tuple(range(group.order))
-    return tuple(group._check(g) for g in elements)
+    return tuple(group.check_element(g) for g in elements)
 
 
 # --- continuous planar groups (steerable layers) -------------------------------------------------
@@ -336,7 +381,23 @@ class PlanarLieGroup:
     displayed) applied after ``flip`` mirrors of the width axis, i.e. the 2x2 matrix
     ``R(angle) @ diag(-1, 1)**flip`` on plane coordinates ``(x right, y up)``, the convention of
     the finite groups. Only steerable layers (:mod:`equilib.reps`, :class:`equilib.fields.FieldType`)
-    accept these groups; they are frozen dataclasses (hashable) like :class:`Group`.
+    accept these groups; they are frozen dataclasses (hashable) like :class:`Group`. Their
+    representations are functions of :mod:`equilib.reps` (``irrep(SO2(), k)``,
+    ``bandlimited_regular_rep(O2(), L)``, ...).
+
+    Prefer the constructors :class:`SO2` and :class:`O2` (equality includes the class).
+
+    Args:
+        reflection: whether the group also holds the mirrors (O(2)).
+
+    Example:
+        >>> import numpy as np
+        >>> from equilib import O2
+        >>> O2().element(-np.pi / 2, 1)  # the angle is taken modulo 2*pi
+        (4.71238898038469, 1)
+        >>> O2().matrix(0.0, 1)
+        array([[-1.,  0.],
+               [ 0.,  1.]])
     """
 
     reflection: bool = False
@@ -374,49 +435,46 @@ class PlanarLieGroup:
         multiples of 90 degrees, bilinear interpolation (zero fill) otherwise."""
         angle, flip = self.element(angle, flip)
         q = angle / (math.pi / 2)
-        quarter = int(round(q)) % 4 if abs(q - round(q)) < 1e-9 else None
-        return _rotate_flip(x, angle, bool(flip), axes=axes, quarter_turns=quarter)
-
-    # representations (see equilib.reps)
-    @property
-    def trivial_rep(self):
-        from equilib import reps
-
-        return reps.trivial_rep(self)
-
-    def irrep(self, *index):
-        """``irrep(k)`` (SO(2), frequency ``k >= 0``) or ``irrep(j, k)`` (O(2))."""
-        from equilib import reps
-
-        return reps.irrep(self, *index)
-
-    def irreps(self, max_frequency: int) -> tuple:
-        """The irreps of frequency ``<= max_frequency``."""
-        from equilib import reps
-
-        return reps.irreps(self, max_frequency)
-
-    def bandlimited_regular_rep(self, max_frequency: int):
-        """The regular representation band-limited to ``max_frequency`` (functions on the group
-        with Fourier modes up to that frequency): SO(2): ``psi_0 + psi_1 + ... + psi_L``;
-        O(2): ``psi_00 + psi_10 + 2 x psi_1k`` for ``k = 1..L``."""
-        from equilib import reps
-
-        return reps.bandlimited_regular_rep(self, max_frequency)
+        quarter = int(round(q)) % 4 if abs(q - round(q)) < QUARTER_TURN_TOL else None
+        return rotate_flip(x, angle, bool(flip), axes=axes, quarter_turns=quarter)
 
 
 class SO2(PlanarLieGroup):
-    """SO(2): all planar rotations (counter-clockwise as displayed)."""
+    """SO(2): all planar rotations (counter-clockwise as displayed).
+
+    Takes no arguments. An element is an angle in radians; only the steerable layers
+    (:class:`equilib.nn.SteerableConv`, :class:`equilib.fields.FieldType`) accept this group.
+
+    Example:
+        >>> import numpy as np
+        >>> from equilib import SO2
+        >>> SO2(), SO2().is_finite
+        (SO2(), False)
+        >>> x = np.arange(4.0).reshape(1, 2, 2, 1)  # a plain map (B, H, W, C)
+        >>> SO2().transform_image(x, np.pi / 2)[0, ..., 0]  # exact at multiples of 90 degrees
+        array([[1., 3.],
+               [0., 2.]])
+    """
 
     def __init__(self):
         super().__init__(False)
 
 
 class O2(PlanarLieGroup):
-    """O(2): all planar rotations and the reflections (mirror of the width axis, then a rotation)."""
+    """O(2): all planar rotations and the reflections (mirror of the width axis, then a rotation).
+
+    Takes no arguments. An element is ``(angle, flip)``; only the steerable layers accept this
+    group.
+
+    Example:
+        >>> import numpy as np
+        >>> from equilib import O2
+        >>> x = np.arange(4.0).reshape(1, 2, 2, 1)  # a plain map (B, H, W, C)
+        >>> O2().transform_image(x, 0.0, 1)[0, ..., 0]  # the mirror flips the width axis
+        array([[1., 0.],
+               [3., 2.]])
+    """
 
     def __init__(self):
         super().__init__(True)
 
-
-__all__ += ["PlanarLieGroup", "SO2", "O2"]

@@ -21,8 +21,12 @@ Irreducible representations (ids ``(j, k)``; escnn's ids and matrices)
 A :class:`Rep` is ``rho(g) = Q @ blockdiag(psi_1(g), ..., psi_m(g)) @ Q.T`` for a list of irreps
 and an orthogonal change of basis ``Q``. Regular and quotient representations of the finite
 groups are the permutation representations (``rho(g) e_h = e_{g o h}``, the convention of
-:meth:`equilib.groups.Group.regular_representation`), with ``Q`` found numerically (in numpy,
+:meth:`equilib.groups.Group.regular_matrix`), with ``Q`` found numerically (in numpy,
 once per group: the functions are cached on the frozen group objects).
+
+The representations of a group are functions of this module, not methods of the group:
+``regular_rep(G)``, ``irrep(G, k)`` / ``irrep(G, j, k)``, ``irreps(G)``, ``trivial_rep(G)``,
+``quotient_rep(G, sub)``, ``bandlimited_regular_rep(G, L)``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,19 @@ import math
 from typing import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
+from equilib._src.repmath import (
+    blockdiag,
+    check_angle_flip,
+    check_irrep_id,
+    element_angle_flip,
+    format_irrep_id,
+    irrep_ids,
+    irrep_matrix,
+    irrep_size,
+)
+from equilib._src.tolerances import INTERTWINER_MIN_NORM, MATRIX_ATOL, ZERO_SNAP
 from equilib.groups import Group, PlanarLieGroup
 
 __all__ = [
@@ -50,11 +66,30 @@ __all__ = [
     "as_steerable_group",
 ]
 
-_TOL = 1e-9
-
 
 def as_steerable_group(group, name: str = "group"):
-    """Validate a group argument of the steerable layers: a finite ``Group`` or ``SO2()``/``O2()``."""
+    """Validate a group argument of the steerable layers: a finite ``Group`` or ``SO2()``/``O2()``.
+
+    Args:
+        group: the value to check.
+        name: the argument's name in the error message.
+
+    Returns:
+        ``group`` itself.
+
+    Raises:
+        TypeError: ``group`` is neither a :class:`~equilib.groups.Group` nor ``SO2()``/``O2()``.
+
+    Example:
+        >>> from equilib import SO2
+        >>> from equilib.reps import as_steerable_group
+        >>> as_steerable_group(SO2())
+        SO2()
+        >>> as_steerable_group(4, "in_group")
+        Traceback (most recent call last):
+            ...
+        TypeError: `in_group` must be an equilib group (Cyclic(n), Dihedral(n), Trivial(), SO2() or O2()), got int
+    """
     if not isinstance(group, (Group, PlanarLieGroup)):
         raise TypeError(f"`{name}` must be an equilib group (Cyclic(n), Dihedral(n), Trivial(), SO2() "
                         f"or O2()), got {type(group).__name__}")
@@ -62,125 +97,66 @@ def as_steerable_group(group, name: str = "group"):
 
 
 # --- irreps -----------------------------------------------------------------------------------
-def _is_dihedral(group) -> bool:
-    return bool(group.reflection)
-
-
-def _irrep_ids(group, max_frequency: int | None = None) -> tuple[tuple[int, int], ...]:
-    if isinstance(group, Group):
-        n = group.n
-        if not group.reflection:
-            return tuple((0, k) for k in range(n // 2 + 1))
-        ids = [(0, 0), (1, 0)] + [(1, k) for k in range(1, (n + 1) // 2)]
-        if n % 2 == 0:
-            ids += [(1, n // 2), (0, n // 2)]
-        # D1 (n = 1) and D2 have no 2-dimensional irreps
-        return tuple(dict.fromkeys(ids))
-    if max_frequency is None:
-        raise ValueError(f"{group.name} has infinitely many irreps: pass `max_frequency`")
-    if not group.reflection:
-        return tuple((0, k) for k in range(max_frequency + 1))
-    return ((0, 0), (1, 0)) + tuple((1, k) for k in range(1, max_frequency + 1))
-
-
-def _check_irrep_id(group, ident) -> tuple[int, int]:
-    j, k = ident
-    if isinstance(group, Group):
-        if (j, k) not in _irrep_ids(group):
-            raise ValueError(f"{group.name} has no {_fmt_id(group, (j, k))}; its irreps are "
-                             f"{', '.join(_fmt_id(group, i) for i in _irrep_ids(group))}")
-        return (j, k)
-    if k < 0 or j not in (0, 1) or (not group.reflection and j != 0) or (
-            group.reflection and k > 0 and j != 1):
-        valid = "k >= 0" if not group.reflection else "(0, 0), (1, 0) or (1, k) with k >= 1"
-        raise ValueError(f"{group.name} has no {_fmt_id(group, (j, k))}; expected {valid}")
-    return (j, k)
-
-
-def _fmt_id(group, ident) -> str:
-    return f"irrep({ident[1]})" if not group.reflection else f"irrep{tuple(ident)}"
-
-
-def irrep_size(group, ident) -> int:
-    """Dimension (1 or 2) of the irrep ``ident = (j, k)``."""
-    j, k = ident
-    if k == 0:
-        return 1
-    if isinstance(group, Group) and 2 * k == group.n:
-        return 1
-    return 2
-
-
 def irrep_frequency(ident) -> int:
-    """The rotation frequency ``k`` of the irrep ``(j, k)``."""
+    """The rotation frequency ``k`` of the irrep ``(j, k)``.
+
+    Args:
+        ident: an irrep id, a pair ``(j, k)`` (e.g. an entry of ``Rep.irreps``).
+
+    Returns:
+        ``k`` as an int: the irrep rotates by ``k`` times the element's angle.
+
+    Example:
+        >>> from equilib import Dihedral
+        >>> from equilib.reps import irrep_frequency, regular_rep
+        >>> [irrep_frequency(i) for i in regular_rep(Dihedral(4)).irreps]
+        [0, 0, 1, 1, 2, 2]
+    """
     return int(ident[1])
-
-
-def _irrep_matrix(group, ident, angle: float, flip: int) -> np.ndarray:
-    j, k = ident
-    if k == 0:
-        return np.array([[-1.0 if (j == 1 and flip) else 1.0]])
-    if isinstance(group, Group) and 2 * k == group.n:
-        r = int(round(angle * group.n / (2 * math.pi))) % group.n
-        s = -1.0 if r % 2 else 1.0
-        if j == 1 and flip:
-            s = -s
-        return np.array([[s]])
-    c, s = _cos_sin(k * angle)
-    if flip:
-        return np.array([[c, s], [s, -c]])
-    return np.array([[c, -s], [s, c]])
-
-
-def _cos_sin(t: float) -> tuple[float, float]:
-    # exact values at multiples of 90 degrees (so that rot90 tests see exact permutations)
-    q = t / (math.pi / 2)
-    if abs(q - round(q)) < 1e-12:
-        return ((1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0))[int(round(q)) % 4]
-    return math.cos(t), math.sin(t)
-
-
-def _element_angle_flip(group, element) -> tuple[float, int]:
-    """Native element -> ``(angle, flip)``."""
-    if isinstance(group, Group):
-        if len(element) != 1:
-            raise TypeError(f"an element of {group.name} is one integer index, got {element!r}")
-        g = group._check(element[0])
-        return group.angle(g), group.flip(g)
-    if len(element) == 1 and isinstance(element[0], (tuple, list)):
-        element = tuple(element[0])
-    if len(element) not in (1, 2):
-        raise TypeError(f"an element of {group.name} is an angle or (angle, flip), got {element!r}")
-    return group.element(*element)
-
-
-def _check_angle_flip(group, angle, flip) -> tuple[float, int]:
-    if isinstance(group, Group):
-        if flip not in (0, 1) or (flip and not group.reflection):
-            raise ValueError(f"`flip` must be 0{' or 1' if group.reflection else ''} for {group.name}, "
-                             f"got {flip!r}")
-        r = angle * group.n / (2 * math.pi)
-        if abs(r - round(r)) > 1e-6:
-            raise ValueError(f"`angle` ({math.degrees(angle):.4g} deg) is not a rotation of {group.name} "
-                             f"(multiples of {360 / group.n:.4g} deg)")
-        return 2 * math.pi * (int(round(r)) % group.n) / group.n, int(flip)
-    return group.element(angle, flip)
 
 
 # --- the Rep class ----------------------------------------------------------------------------
 class Rep:
     """An orthogonal representation ``rho(g) = Q @ blockdiag(psi_i(g)) @ Q.T`` of ``group``.
 
-    Parameters
-    ----------
-    group: ``Cyclic(n)``, ``Dihedral(n)``, ``Trivial()``, ``SO2()`` or ``O2()``.
-    irreps: sequence of irrep ids ``(j, k)`` (see the module docstring).
-    change_of_basis: orthogonal ``Q`` of shape ``(size, size)``; identity if ``None``.
-    name: a label (not part of equality).
-
     Reps are immutable and hashable (equality: same group, irreps and ``Q``), so they can key caches.
-    ``size`` is the dimension, ``rep(g)`` the ``(size, size)`` matrix of an element.
+    ``size`` is the dimension, ``rep(g)`` the ``(size, size)`` float64 matrix of a native element
+    (an index for finite groups, an angle for SO(2), ``(angle, flip)`` for O(2)) and
+    ``rep.at(angle, flip)`` that of any element; ``rep + other`` is :func:`directsum`. Usually
+    built by the constructors of this module (:func:`irrep`, :func:`regular_rep`, ...).
+
+    Args:
+        group: ``Cyclic(n)``, ``Dihedral(n)``, ``Trivial()``, ``SO2()`` or ``O2()``.
+        irreps: sequence of irrep ids ``(j, k)`` (see the module docstring), at least one.
+        change_of_basis: orthogonal ``Q`` of shape ``(size, size)``, ``size`` the sum of the
+            irreps' sizes; identity if ``None``.
+        name: a label (not part of equality); default the irreps' names joined by "+".
+
+    Raises:
+        TypeError: ``group`` is not an equilib group, or ``irreps`` not a sequence of pairs.
+        ValueError: ``irreps`` is empty or holds an id that is not an irrep of ``group``;
+            ``change_of_basis`` has the wrong shape or is not orthogonal.
+
+    Example:
+        >>> import numpy as np
+        >>> from equilib import SO2
+        >>> from equilib.reps import Rep
+        >>> rho = Rep(SO2(), [(0, 0), (0, 1)])  # a scalar and a vector
+        >>> rho
+        Rep(SO2, irrep(0)+irrep(1), size=3)
+        >>> rho(np.pi / 2).round(6)  # a quarter turn
+        array([[ 1.,  0.,  0.],
+               [ 0.,  0., -1.],
+               [ 0.,  1.,  0.]])
     """
+
+    group: Group | PlanarLieGroup
+    irreps: tuple[tuple[int, int], ...]
+    change_of_basis: np.ndarray
+    name: str
+    size: int
+    _perms: npt.NDArray[np.int64] | None
+    _hash: int
 
     __slots__ = ("group", "irreps", "change_of_basis", "name", "size", "_perms", "_hash")
 
@@ -193,7 +169,7 @@ class Rep:
             raise TypeError(f"`irreps` must be a sequence of irrep ids (j, k), got {irreps!r}") from None
         if not ids:
             raise ValueError("`irreps` must not be empty")
-        ids = tuple(_check_irrep_id(group, i) for i in ids)
+        ids = tuple(check_irrep_id(group, i) for i in ids)
         size = sum(irrep_size(group, i) for i in ids)
         if change_of_basis is None:
             q = np.eye(size)
@@ -202,14 +178,14 @@ class Rep:
             if q.shape != (size, size):
                 raise ValueError(f"`change_of_basis` must have shape ({size}, {size}) (the total size of "
                                  f"the irreps), got {q.shape}")
-            if not np.allclose(q.T @ q, np.eye(size), atol=1e-8):
+            if not np.allclose(q.T @ q, np.eye(size), atol=MATRIX_ATOL):
                 raise ValueError("`change_of_basis` must be orthogonal (Q.T @ Q = I): equilib's "
                                  "representations are orthogonal, so that norms are invariant")
         q.setflags(write=False)
         object.__setattr__(self, "group", group)
         object.__setattr__(self, "irreps", ids)
         object.__setattr__(self, "change_of_basis", q)
-        object.__setattr__(self, "name", name or "+".join(_fmt_id(group, i) for i in ids))
+        object.__setattr__(self, "name", name or "+".join(format_irrep_id(group, i) for i in ids))
         object.__setattr__(self, "size", size)
         object.__setattr__(self, "_perms", _perms)
         object.__setattr__(self, "_hash", hash((group, ids, q.tobytes())))
@@ -235,20 +211,20 @@ class Rep:
     # evaluation -------------------------------------------------------------------------------
     def __call__(self, *element) -> np.ndarray:
         """The matrix of a native element (index for finite groups, angle / (angle, flip) else)."""
-        angle, flip = _element_angle_flip(self.group, element)
+        angle, flip = element_angle_flip(self.group, element)
         return self._at(angle, flip)
 
     def at(self, angle: float, flip: int = 0) -> np.ndarray:
         """The ``(size, size)`` matrix of the element ``(angle, flip)`` (finite groups: ``angle``
         must be a multiple of ``2*pi/n``)."""
-        angle, flip = _check_angle_flip(self.group, angle, flip)
+        angle, flip = check_angle_flip(self.group, angle, flip)
         return self._at(angle, flip)
 
     def _at(self, angle, flip) -> np.ndarray:
-        if self._perms is not None:
+        if self._perms is not None and isinstance(self.group, Group):  # permutation reps are finite
             g = self.group.element(int(round(angle * self.group.n / (2 * math.pi))), flip)
             return np.eye(self.size)[:, self._perms[g]].copy()
-        d = _blockdiag([_irrep_matrix(self.group, i, angle, flip) for i in self.irreps])
+        d = blockdiag([irrep_matrix(self.group, i, angle, flip) for i in self.irreps])
         q = self.change_of_basis
         return q @ d @ q.T
 
@@ -298,7 +274,7 @@ class Rep:
         a = np.asarray(matrix, dtype=np.float64)
         if a.shape != (self.size, self.size):
             raise ValueError(f"`matrix` must have shape ({self.size}, {self.size}), got {a.shape}")
-        if not np.allclose(a.T @ a, np.eye(self.size), atol=1e-8):
+        if not np.allclose(a.T @ a, np.eye(self.size), atol=MATRIX_ATOL):
             raise ValueError("`matrix` must be orthogonal (A.T @ A = I)")
         return Rep(self.group, self.irreps, a @ self.change_of_basis, name=name or f"{self.name}'")
 
@@ -311,23 +287,14 @@ def _rebuild(group, irreps, q, name, perms):
     return Rep(group, irreps, q, name=name, _perms=perms)
 
 
-def _blockdiag(blocks) -> np.ndarray:
-    n = sum(b.shape[0] for b in blocks)
-    out = np.zeros((n, n))
-    o = 0
-    for b in blocks:
-        s = b.shape[0]
-        out[o:o + s, o:o + s] = b
-        o += s
-    return out
-
-
 @functools.cache
 def _is_permutation(rep: Rep) -> bool:
+    if not isinstance(rep.group, Group):
+        return False
     for g in range(rep.group.order):
         m = rep(g)
         r = np.round(m)
-        if not np.allclose(m, r, atol=1e-8) or not np.all((r == 0) | (r == 1)):
+        if not np.allclose(m, r, atol=MATRIX_ATOL) or not np.all((r == 0) | (r == 1)):
             return False
         if not (np.all(r.sum(0) == 1) and np.all(r.sum(1) == 1)):
             return False
@@ -337,7 +304,27 @@ def _is_permutation(rep: Rep) -> bool:
 # --- constructors -----------------------------------------------------------------------------
 @functools.cache
 def irrep(group, *index) -> Rep:
-    """``irrep(group, k)`` (cyclic / SO(2)) or ``irrep(group, j, k)`` (dihedral / O(2))."""
+    """The irreducible representation ``irrep(group, k)`` (cyclic / SO(2)) or
+    ``irrep(group, j, k)`` (dihedral / O(2)); ids and matrices in the module docstring.
+
+    Args:
+        group: ``Cyclic(n)``, ``Dihedral(n)``, ``Trivial()``, ``SO2()`` or ``O2()``.
+        *index: the frequency ``k`` (cyclic / SO(2); ``0, k`` is accepted too), or ``j, k``
+            (dihedral / O(2)), or one tuple of them.
+
+    Returns:
+        The irrep as a :class:`Rep` of size 1 or 2 (cached: the same object for the same id).
+
+    Raises:
+        TypeError: ``group`` is not an equilib group, or the indices are not integers or not as
+            many as the group needs.
+        ValueError: ``(j, k)`` is not an irrep of ``group`` (e.g. ``k > n // 2`` for ``C_n``).
+
+    Example:
+        >>> from equilib.groups import Cyclic, Dihedral
+        >>> irrep(Cyclic(4), 1).size, irrep(Dihedral(4), 1, 0).size
+        (2, 1)
+    """
     group = as_steerable_group(group)
     if len(index) == 1 and isinstance(index[0], tuple):
         index = index[0]
@@ -345,25 +332,44 @@ def irrep(group, *index) -> Rep:
         raise TypeError(f"irrep indices must be integers, got {index!r}")
     if group.reflection:
         if len(index) != 2:
-            raise TypeError(f"{group.name}.irrep takes two indices (j, k), got {index!r}")
+            raise TypeError(f"irrep of {group.name} takes two indices (j, k), got {index!r}")
         ident = (int(index[0]), int(index[1]))
     else:
         if len(index) == 2 and index[0] == 0:
             index = index[1:]
         if len(index) != 1:
-            raise TypeError(f"{group.name}.irrep takes one index k (the frequency), got {index!r}")
+            raise TypeError(f"irrep of {group.name} takes one index k (the frequency), got {index!r}")
         ident = (0, int(index[0]))
-    ident = _check_irrep_id(group, ident)
-    return Rep(group, (ident,), name=_fmt_id(group, ident))
+    ident = check_irrep_id(group, ident)
+    return Rep(group, (ident,), name=format_irrep_id(group, ident))
 
 
 def irreps(group, max_frequency: int | None = None) -> tuple[Rep, ...]:
-    """All irreps of a finite group, or those of frequency ``<= max_frequency`` of SO(2)/O(2)."""
+    """All irreps of a finite group, or those of frequency ``<= max_frequency`` of SO(2)/O(2),
+    in escnn's order.
+
+    Args:
+        group: ``Cyclic(n)``, ``Dihedral(n)``, ``Trivial()``, ``SO2()`` or ``O2()``.
+        max_frequency: keep the irreps of frequency ``k <= max_frequency``; required for
+            SO(2)/O(2), which have infinitely many; optional for finite groups.
+
+    Returns:
+        A tuple of :class:`Rep`, one per irrep.
+
+    Raises:
+        TypeError: ``group`` is not an equilib group.
+        ValueError: ``max_frequency`` is not an integer >= 0, or missing for SO(2)/O(2).
+
+    Example:
+        >>> from equilib.groups import SO2, Dihedral
+        >>> len(irreps(Dihedral(4))), len(irreps(SO2(), 2))
+        (5, 3)
+    """
     group = as_steerable_group(group)
     if max_frequency is not None and (isinstance(max_frequency, bool) or not isinstance(
             max_frequency, (int, np.integer)) or max_frequency < 0):
         raise ValueError(f"`max_frequency` must be an integer >= 0, got {max_frequency!r}")
-    ids = _irrep_ids(group, max_frequency)
+    ids = irrep_ids(group, max_frequency)
     if isinstance(group, Group) and max_frequency is not None:
         ids = tuple(i for i in ids if i[1] <= max_frequency)
     return tuple(irrep(group, *i) for i in ids)
@@ -371,7 +377,22 @@ def irreps(group, max_frequency: int | None = None) -> tuple[Rep, ...]:
 
 @functools.cache
 def trivial_rep(group) -> Rep:
-    """The one-dimensional trivial representation (a scalar field)."""
+    """The one-dimensional trivial representation (a scalar field).
+
+    Args:
+        group: ``Cyclic(n)``, ``Dihedral(n)``, ``Trivial()``, ``SO2()`` or ``O2()``.
+
+    Returns:
+        The :class:`Rep` of size 1 with ``rho(g) = [[1]]`` for every ``g`` (cached).
+
+    Raises:
+        TypeError: ``group`` is not an equilib group.
+
+    Example:
+        >>> from equilib.groups import SO2
+        >>> trivial_rep(SO2()).size
+        1
+    """
     return Rep(as_steerable_group(group), ((0, 0),), name="trivial")
 
 
@@ -389,10 +410,31 @@ def _permutation_rep(group: Group, perms: np.ndarray, name: str) -> Rep:
 
 @functools.cache
 def regular_rep(group: Group) -> Rep:
-    """The regular representation of a finite group: ``rho(g) e_h = e_{g o h}`` (size ``|G|``)."""
+    """The regular representation of a finite group: ``rho(g) e_h = e_{g o h}`` (size ``|G|``),
+    the permutation matrices of :meth:`equilib.groups.Group.regular_matrix`, with its
+    decomposition into irreps.
+
+    Args:
+        group: a finite group, ``Cyclic(n)``, ``Dihedral(n)`` or ``Trivial()``.
+
+    Returns:
+        The :class:`Rep` of size ``|G|`` (cached per group); a field of it is one channel per
+        group element, in element order, as the group axis of a regular map.
+
+    Raises:
+        TypeError: ``group`` is not a finite group (for SO(2)/O(2) use
+            :func:`bandlimited_regular_rep`).
+
+    Example:
+        >>> import numpy as np
+        >>> from equilib.groups import Cyclic
+        >>> R = regular_rep(Cyclic(4))
+        >>> R.size, bool(np.array_equal(R(1), Cyclic(4).regular_matrix(1)))
+        (4, True)
+    """
     if not isinstance(group, Group):
         raise TypeError(f"the regular representation needs a finite group (Cyclic/Dihedral); for "
-                        f"{getattr(group, 'name', group)} use bandlimited_regular_rep(max_frequency)")
+                        f"{getattr(group, 'name', group)} use bandlimited_regular_rep(group, max_frequency)")
     return _permutation_rep(group, group.cayley_table(), "regular")
 
 
@@ -403,6 +445,24 @@ def quotient_rep(group: Group, sub) -> Rep:
     the rotations by multiples of ``2*pi/m`` and, for ``Dihedral``, the same mirrors) or as a
     sequence of element indices closed under composition. Cosets ``gH`` are ordered by their
     smallest element index; ``rho(g) e_{cH} = e_{g c H}``.
+
+    Args:
+        group: a finite group, ``Cyclic(n)`` or ``Dihedral(n)``.
+        sub: the subgroup ``H``: a :class:`~equilib.groups.Group` or a sequence of element
+            indices of ``group``.
+
+    Returns:
+        The permutation :class:`Rep` of size ``|G| / |H|`` (cached), decomposed into irreps.
+
+    Raises:
+        TypeError: ``group`` is not a finite group, or ``sub`` neither a Group nor a sequence of
+            element indices.
+        ValueError: ``sub`` is not a subgroup of ``group`` (or holds an index out of range).
+
+    Example:
+        >>> from equilib.groups import Cyclic, Dihedral
+        >>> quotient_rep(Dihedral(8), Cyclic(8)).size  # D8 / C8: the sign of the mirror
+        2
     """
     if not isinstance(group, Group):
         raise TypeError(f"`group` must be a finite Group for quotient representations, got "
@@ -411,7 +471,7 @@ def quotient_rep(group: Group, sub) -> Rep:
         elems = tuple(int(e) for e in group.subgroup_elements(sub))
     else:
         try:
-            elems = tuple(sorted({group._check(int(e)) for e in sub}))
+            elems = tuple(sorted({group.check_element(int(e)) for e in sub}))
         except TypeError:
             raise TypeError(f"`sub` must be a Group or a sequence of element indices, got {sub!r}") from None
     return _quotient_rep(group, tuple(sorted(elems)))
@@ -423,7 +483,8 @@ def _quotient_rep(group: Group, elems: tuple[int, ...]) -> Rep:
     h = set(elems)
     if 0 not in h or any(int(table[a, b]) not in h for a in h for b in h):
         raise ValueError(f"`sub` (elements {list(elems)}) is not a subgroup of {group.name}")
-    cosets, index = [], {}
+    cosets: list[int] = []
+    index: dict[int, int] = {}
     for g in range(group.order):
         if g in index:
             continue
@@ -436,11 +497,29 @@ def _quotient_rep(group: Group, elems: tuple[int, ...]) -> Rep:
 
 
 def bandlimited_regular_rep(group: PlanarLieGroup, max_frequency: int) -> Rep:
-    """Band-limited regular representation of SO(2) / O(2) (see
-    :meth:`equilib.groups.PlanarLieGroup.bandlimited_regular_rep`)."""
+    """The regular representation of SO(2) / O(2) band-limited to ``max_frequency`` (functions
+    on the group with Fourier modes up to that frequency): SO(2): ``psi_0 + psi_1 + ... + psi_L``;
+    O(2): ``psi_00 + psi_10 + 2 x psi_1k`` for ``k = 1..L``.
+
+    Args:
+        group: ``SO2()`` or ``O2()``.
+        max_frequency: the band limit ``L``, an int >= 0.
+
+    Returns:
+        A :class:`Rep` of size ``2L + 1`` (SO(2)) or ``4L + 2`` (O(2)).
+
+    Raises:
+        TypeError: ``group`` is finite (use :func:`regular_rep`) or not an equilib group.
+        ValueError: ``max_frequency`` is not an integer >= 0.
+
+    Example:
+        >>> from equilib.groups import O2, SO2
+        >>> bandlimited_regular_rep(SO2(), 3).size, bandlimited_regular_rep(O2(), 2).size
+        (7, 10)
+    """
     group = as_steerable_group(group)
     if isinstance(group, Group):
-        raise TypeError(f"{group.name} is finite: use its regular_rep")
+        raise TypeError(f"{group.name} is finite: use regular_rep({group!r})")
     if isinstance(max_frequency, bool) or not isinstance(max_frequency, (int, np.integer)) or max_frequency < 0:
         raise ValueError(f"`max_frequency` must be an integer >= 0, got {max_frequency!r}")
     if group.reflection:
@@ -451,7 +530,31 @@ def bandlimited_regular_rep(group: PlanarLieGroup, max_frequency: int) -> Rep:
 
 
 def directsum(*reps: Rep, name: str | None = None) -> Rep:
-    """The direct sum ``rho_1 + rho_2 + ...`` (block-diagonal, in order)."""
+    """The direct sum ``rho_1 + rho_2 + ...`` (block-diagonal, in order); also ``rho_1 + rho_2``.
+
+    Args:
+        *reps: representations of the same group (or one list of them), at least one.
+        name: a label for the sum; default the names joined by " + ".
+
+    Returns:
+        A :class:`Rep` of size ``sum(r.size)``; a sum of permutation representations stays one.
+
+    Raises:
+        TypeError: an argument is not a :class:`Rep`.
+        ValueError: no argument, or representations of different groups.
+
+    Example:
+        >>> from equilib import Dihedral
+        >>> from equilib.reps import directsum, irrep, trivial_rep
+        >>> G = Dihedral(4)
+        >>> rho = directsum(irrep(G, 1, 1), trivial_rep(G))
+        >>> rho, rho.irreps
+        (Rep(D4, irrep(1, 1) + trivial, size=3), ((1, 1), (0, 0)))
+        >>> rho(1)  # a quarter turn: the vector rotates, the scalar stays
+        array([[ 0., -1.,  0.],
+               [ 1.,  0.,  0.],
+               [ 0.,  0.,  1.]])
+    """
     if len(reps) == 1 and isinstance(reps[0], (list, tuple)):
         reps = tuple(reps[0])
     if not reps:
@@ -462,7 +565,7 @@ def directsum(*reps: Rep, name: str | None = None) -> Rep:
         if r.group != reps[0].group:
             raise ValueError(f"directsum argument {i} is a representation of {r.group.name}, expected "
                              f"{reps[0].group.name} (as argument 0)")
-    q = _blockdiag([np.asarray(r.change_of_basis) for r in reps])
+    q = blockdiag([np.asarray(r.change_of_basis) for r in reps])
     perms = None
     if all(r._perms is not None for r in reps):
         offs = np.cumsum([0] + [r.size for r in reps[:-1]])
@@ -488,7 +591,26 @@ def restrict_rep(rep: Rep, subgroup) -> Rep:
     """Restrict ``rep`` to ``subgroup``: ``D_N -> C_N``, ``D_N -> D_M`` / ``C_N -> C_M``
     (``M | N``), ``O(2) -> SO(2)``, ``SO(2) -> C_N``, ``O(2) -> D_N``. The restricted matrices are
     those of the same ``(angle, flip)``; the result is decomposed into the subgroup's irreps
-    (keeping permutation structure, e.g. regular D16 -> two regular C16 blocks, interleaved)."""
+    (keeping permutation structure, e.g. regular D16 -> two regular C16 blocks, interleaved).
+
+    Args:
+        rep: the representation to restrict.
+        subgroup: a subgroup of ``rep.group``: a finite group, or ``SO2()`` for ``O2()``.
+
+    Returns:
+        A :class:`Rep` of ``subgroup`` of the same size (cached).
+
+    Raises:
+        TypeError: ``rep`` is not a :class:`Rep` or ``subgroup`` not an equilib group.
+        ValueError: ``subgroup`` is not a subgroup of ``rep.group``.
+
+    Example:
+        >>> from equilib import Cyclic, Dihedral
+        >>> from equilib.reps import regular_rep, restrict_rep
+        >>> rho = restrict_rep(regular_rep(Dihedral(4)), Cyclic(4))
+        >>> rho, rho.irreps
+        (Rep(C4, regular|C4, size=8), ((0, 0), (0, 0), (0, 1), (0, 1), (0, 2), (0, 2)))
+    """
     if not isinstance(rep, Rep):
         raise TypeError(f"`rep` must be a Rep, got {type(rep).__name__}")
     as_steerable_group(subgroup, "subgroup")
@@ -524,8 +646,8 @@ def _decompose(group: Group, mats: np.ndarray) -> tuple[tuple, np.ndarray]:
     order, n, _ = mats.shape
     els = [(group.angle(g), group.flip(g)) for g in range(order)]
     ids, cols = [], []
-    for ident in _irrep_ids(group):
-        psi = np.stack([_irrep_matrix(group, ident, a, f) for a, f in els])  # (G, d, d)
+    for ident in irrep_ids(group):
+        psi = np.stack([irrep_matrix(group, ident, a, f) for a, f in els])  # (G, d, d)
         d = psi.shape[1]
         chi_psi = np.trace(psi, axis1=1, axis2=2)
         chi_rho = np.trace(mats, axis1=1, axis2=2)
@@ -535,30 +657,34 @@ def _decompose(group: Group, mats: np.ndarray) -> tuple[tuple, np.ndarray]:
             continue
         proj = (d / (order * c)) * np.einsum("g,gij->ij", chi_psi, mats)  # isotypic projector
         for _ in range(mult):
-            # T e_k = sum_g psi(g)_kc rho(g) v intertwines psi -> rho for any v; it is injective
-            # (Schur) unless v's component along psi's c-th axis vanishes: try columns of the
-            # projector by decreasing norm, and both c.
-            t, s = None, 0.0
-            for col in np.argsort(-np.linalg.norm(proj, axis=0), kind="stable"):
-                v = proj[:, col]
-                for cc in range(d):
-                    t = np.einsum("gij,j,gk->ik", mats, v, psi[:, :, cc])
-                    s = float(np.linalg.norm(t[:, 0]))
-                    if s > 1e-6:
-                        break
-                if s > 1e-6:
-                    break
-            if s <= 1e-6:
+            t = _intertwiner(mats, psi, proj)
+            if t is None:
                 raise ValueError("the matrices do not form an orthogonal representation of "
                                  f"{group.name}")
-            t = t / s
             ids.append(ident)
             cols.append(t)
             proj = proj - t @ (t.T @ proj)
     q = np.concatenate(cols, axis=1) if cols else np.zeros((n, 0))
-    if q.shape != (n, n) or not np.allclose(q.T @ q, np.eye(n), atol=1e-8):
+    if q.shape != (n, n) or not np.allclose(q.T @ q, np.eye(n), atol=MATRIX_ATOL):
         raise ValueError("the matrices do not form an orthogonal representation of "
                          f"{group.name} (decomposition found {q.shape[1]} of {n} dimensions)")
     # clean rounding: Q is exact up to ~1e-15; snap tiny entries
-    q = np.where(np.abs(q) < 1e-14, 0.0, q)
+    q = np.where(np.abs(q) < ZERO_SNAP, 0.0, q)
     return tuple(ids), q
+
+
+def _intertwiner(mats: np.ndarray, psi: np.ndarray, proj: np.ndarray) -> np.ndarray | None:
+    """An isometric intertwiner ``(n, d)`` from the irrep ``psi`` (``(G, d, d)``) into the
+    representation ``mats`` (``(G, n, n)``) inside the range of the isotypic projector ``proj``,
+    or ``None`` if there is none."""
+    # T e_k = sum_g psi(g)_kc rho(g) v intertwines psi -> rho for any v; it is injective (Schur)
+    # unless v's component along psi's c-th axis vanishes: try columns of the projector by
+    # decreasing norm, and every c.
+    for col in np.argsort(-np.linalg.norm(proj, axis=0), kind="stable"):
+        v = proj[:, col]
+        for cc in range(psi.shape[1]):
+            t = np.einsum("gij,j,gk->ik", mats, v, psi[:, :, cc])
+            s = float(np.linalg.norm(t[:, 0]))
+            if s > INTERTWINER_MIN_NORM:
+                return t / s
+    return None

@@ -33,6 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from equilib._src.imaging import rescale
+from equilib._src.typing import Array, ArrayLike, PRNGKey
+from equilib.fields import FieldType
 from equilib.groups import Group, as_group, elements_of
 
 __all__ = [
@@ -47,6 +50,9 @@ __all__ = [
     "scale_equivariance_errors",
     "scale_equivariance_error",
     "assert_scale_equivariant",
+    "field_equivariance_errors",
+    "field_equivariance_error",
+    "assert_field_equivariant",
 ]
 
 _INPUTS = ("plain", "regular")
@@ -54,16 +60,54 @@ _OUTPUTS = ("plain", "regular", "invariant")
 
 
 def disk_mask(h: int, w: int, fraction: float = 1.0) -> np.ndarray:
-    """``(h, w)`` float mask: 1 inside the centred disk of radius ``fraction * min(h, w) / 2``."""
+    """``(h, w)`` float mask: 1 inside the centred disk of radius ``fraction * min(h, w) / 2``.
+
+    The centre is the array centre ``((h - 1) / 2, (w - 1) / 2)``, the rotation centre of
+    :mod:`equilib.groups`; the off-grid checks multiply inputs and errors by such disks.
+
+    Args:
+        h: the number of rows.
+        w: the number of columns.
+        fraction: the radius as a fraction of half the smaller side (1: the inscribed disk).
+
+    Returns:
+        A float32 numpy array ``(h, w)`` of zeros and ones.
+
+    Example:
+        >>> from equilib.testing import disk_mask
+        >>> disk_mask(5, 5).astype(int)
+        array([[0, 1, 1, 1, 0],
+               [1, 1, 1, 1, 1],
+               [1, 1, 1, 1, 1],
+               [1, 1, 1, 1, 1],
+               [0, 1, 1, 1, 0]])
+    """
     ch, cw = (h - 1) / 2.0, (w - 1) / 2.0
     r, c = np.meshgrid(np.arange(h) - ch, np.arange(w) - cw, indexing="ij")
     radius = fraction * min(h, w) / 2.0
     return (r**2 + c**2 <= radius**2).astype(np.float32)
 
 
-def smooth_random(key, shape: Sequence[int], *, sigma: float = 1.5, axes=(1, 2)):
+def smooth_random(key: PRNGKey, shape: Sequence[int], *, sigma: float = 1.5, axes=(1, 2)) -> Array:
     """Gaussian noise blurred by a Gaussian of std ``sigma`` pixels along ``axes`` (periodic),
-    rescaled to unit standard deviation: band-limited inputs for off-grid equivariance tests."""
+    rescaled to unit standard deviation: band-limited inputs for off-grid equivariance tests.
+
+    Args:
+        key: a JAX PRNG key.
+        shape: the output shape, e.g. a plain map ``(B, H, W, C)``.
+        sigma: the blur's standard deviation in pixels (larger: smoother).
+        axes: the axes blurred (default the spatial axes 1, 2 of ``(B, H, W, C)``).
+
+    Returns:
+        A float32 jax array of ``shape`` with mean about 0 and standard deviation 1.
+
+    Example:
+        >>> import jax
+        >>> from equilib.testing import smooth_random
+        >>> x = smooth_random(jax.random.key(0), (2, 9, 9, 1))
+        >>> x.shape, x.dtype, round(float(x.std()), 3)
+        ((2, 9, 9, 1), dtype('float32'), 1.0)
+    """
     x = jax.random.normal(key, tuple(shape))
     for ax in axes:
         n = shape[ax]
@@ -118,48 +162,132 @@ def _rel(a, b, mask=None) -> float:
     return num / max(den, 1e-30) if den > 0 else num
 
 
-def _broadcast_mask(mask2d, kind: str, ndim: int):
+def _broadcast_mask(mask2d, kind: str):
     shape = list(mask2d.shape) + [1] * (1 if kind == "plain" else 2)
     return np.asarray(mask2d).reshape(shape)
 
 
-def equivariance_errors(fn: Callable, x, group: Group, *, input: str = "plain", output: str = "plain",
-                        elements: Iterable[int] | None = None, mask_fraction: float = 0.6) -> dict[int, float]:
-    """Relative equivariance error of ``fn`` at ``x`` for each element (``{index: error}``).
+def _element_errors(fn: Callable, x: np.ndarray, group: Group, els: Sequence[int], act_in: Callable,
+                    act_out: Callable, input: str, output: str, mask_fraction: float) -> dict[int, float]:
+    """``{g: error}``: the core of :func:`equivariance_errors` and :func:`field_equivariance_errors`.
 
-    See the module docstring for the definition, the actions and the off-grid masks.
-    ``elements`` defaults to all elements of ``group``.
+    ``act_in(a, g)`` / ``act_out(a, g)`` apply ``g`` to an input / output; ``input`` and
+    ``output`` name their layouts ("plain": spatial axes (-3, -2), "regular": (-4, -3),
+    "invariant": no spatial axes), where the off-grid disks are drawn.
     """
-    group = as_group(group)
-    _check_kinds(input, output)
-    els = elements_of(group, elements)
-    x = _np(x)
     y = None
     errors = {}
     for g in els:
         if group.is_grid_preserving(g):
             if y is None:
                 y = _np(fn(x))
-            errors[g] = _rel(fn(_act(group, input, x, g)), _act(group, output, y, g))
+            errors[g] = _rel(fn(act_in(x, g)), act_out(y, g))
             continue
         ax = _spatial_axes(input)
         h, w = x.shape[ax[0]], x.shape[ax[1]]
-        xm = x * _broadcast_mask(disk_mask(h, w), input, x.ndim)
+        xm = x * _broadcast_mask(disk_mask(h, w), input)
         ym = _np(fn(xm))
-        out = fn(_act(group, input, xm, g))
-        exp = _act(group, output, ym, g)
+        out = fn(act_in(xm, g))
+        exp = act_out(ym, g)
         mask = None
         if output != "invariant":
             oa = _spatial_axes(output)
-            mask = _broadcast_mask(disk_mask(exp.shape[oa[0]], exp.shape[oa[1]], mask_fraction),
-                                   output, exp.ndim)
+            mask = _broadcast_mask(disk_mask(exp.shape[oa[0]], exp.shape[oa[1]], mask_fraction), output)
         errors[g] = _rel(out, exp, mask)
     return errors
 
 
-def equivariance_error(fn: Callable, x, group: Group, *, input: str = "plain", output: str = "plain",
+def _assert_within(errors_of: Callable, group: Group, els: Sequence[int], rtol: float,
+                   off_grid_rtol: float | None, what: str) -> dict[int, float]:
+    """The core of the ``assert_*equivariant`` functions over group elements: ``errors_of(els)``
+    within ``rtol`` (grid-preserving elements) or the explicit ``off_grid_rtol`` (the others)."""
+    off = [g for g in els if not group.is_grid_preserving(g)]
+    if off and off_grid_rtol is None:
+        raise ValueError(f"elements {off} of {group.name} do not map the grid to itself: pass "
+                         f"`off_grid_rtol` (their error is approximate) or leave them out of `elements`")
+    errors = errors_of(els)
+    bad = {g: e for g, e in errors.items()
+           if not e <= (rtol if group.is_grid_preserving(g) else off_grid_rtol)}
+    if bad:
+        raise AssertionError(
+            f"not {what}: relative error above rtol={rtol}" + (f" / off_grid_rtol={off_grid_rtol}" if off else "")
+            + f" for elements {_format(bad, group)}; all errors: {_format(errors, group)}")
+    return errors
+
+
+def equivariance_errors(fn: Callable, x: ArrayLike, group: Group, *, input: str = "plain", output: str = "plain",
+                        elements: Iterable[int] | None = None, mask_fraction: float = 0.6) -> dict[int, float]:
+    """Relative equivariance error of ``fn`` at ``x`` for each element (``{index: error}``).
+
+    See the module docstring for the definition, the actions and the off-grid masks.
+
+    Args:
+        fn: the function tested, ``x -> y`` (a layer, a model, any callable on arrays).
+        x: the input: a plain map ``(B, H, W, C)`` or, with ``input="regular"``, a regular map
+            ``(B, H, W, C, |G|)``.
+        group: a finite group (``Cyclic(n)``, ``Dihedral(n)``, ``Trivial()``).
+        input: how ``g`` acts on ``x``: ``"plain"`` or ``"regular"``.
+        output: how ``g`` acts on ``fn(x)``: ``"plain"`` ``(B, H', W', C')``, ``"regular"``
+            ``(B, H', W', C', |G|)`` or ``"invariant"`` (not at all, any shape).
+        elements: the element indices tested (default all of ``group``).
+        mask_fraction: radius of the disk in which off-grid errors are measured, as a fraction
+            of half the output size.
+
+    Returns:
+        ``{g: error}``: the relative error (a Python float) for each tested element; fp32
+        rounding (~1e-7) for an exactly equivariant ``fn`` at grid-preserving elements.
+
+    Raises:
+        TypeError: ``group`` is not a finite group, or an element not an integer.
+        ValueError: ``input``/``output`` is not one of the kinds above, an element is out of
+            range, ``x`` or ``fn(x)`` does not have the declared layout, or ``fn(g.x)`` and
+            ``g.fn(x)`` differ in shape.
+
+    Example:
+        >>> import jax
+        >>> from flax import nnx
+        >>> from equilib import Cyclic, nn
+        >>> from equilib.testing import equivariance_errors, smooth_random
+        >>> lift = nn.LiftingConv(1, 2, 3, group=Cyclic(4), rngs=nnx.Rngs(0))
+        >>> x = smooth_random(jax.random.key(0), (1, 9, 9, 1))  # (B, H, W, C)
+        >>> errors = equivariance_errors(lift, x, Cyclic(4), output="regular")
+        >>> sorted(errors), max(errors.values()) < 1e-5
+        ([0, 1, 2, 3], True)
+    """
+    group = as_group(group)
+    _check_kinds(input, output)
+    els = elements_of(group, elements)
+    return _element_errors(fn, _np(x), group, els, lambda a, g: _act(group, input, a, g),
+                           lambda a, g: _act(group, output, a, g), input, output, mask_fraction)
+
+
+def equivariance_error(fn: Callable, x: ArrayLike, group: Group, *, input: str = "plain", output: str = "plain",
                        elements: Iterable[int] | None = None, mask_fraction: float = 0.6) -> float:
-    """The largest of :func:`equivariance_errors` over ``elements``."""
+    """The largest of :func:`equivariance_errors` over ``elements``.
+
+    Args:
+        fn, x, group, input, output, elements, mask_fraction: as :func:`equivariance_errors`
+            (``x``: ``(B, H, W, C)``, or ``(B, H, W, C, |G|)`` with ``input="regular"``).
+
+    Returns:
+        The largest relative error, a Python float.
+
+    Raises:
+        TypeError, ValueError: as :func:`equivariance_errors`.
+
+    Example:
+        A pointwise function is exactly equivariant at multiples of 90 degrees; at 45 degrees
+        the bilinear interpolation of the test itself leaves a few percent:
+
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import Cyclic
+        >>> from equilib.testing import equivariance_error, smooth_random
+        >>> x = smooth_random(jax.random.key(0), (1, 9, 9, 1))
+        >>> equivariance_error(jnp.tanh, x, Cyclic(4))
+        0.0
+        >>> 0 < equivariance_error(jnp.tanh, x, Cyclic(8)) < 0.1
+        True
+    """
     return max(equivariance_errors(fn, x, group, input=input, output=output, elements=elements,
                                    mask_fraction=mask_fraction).values())
 
@@ -171,31 +299,47 @@ def _format(errors: dict, group: Group | None = None) -> str:
                      f"{np.degrees(group.angle(g)):.1f} deg): {v:.3g}" for g, v in errors.items())
 
 
-def assert_equivariant(fn: Callable, x, group: Group, *, input: str = "plain", output: str = "plain",
+def assert_equivariant(fn: Callable, x: ArrayLike, group: Group, *, input: str = "plain", output: str = "plain",
                        elements: Iterable[int] | None = None, rtol: float = 1e-5,
                        off_grid_rtol: float | None = None, mask_fraction: float = 0.6) -> dict[int, float]:
     """Raise ``AssertionError`` unless every element's error is below its tolerance.
 
     Grid-preserving elements must be within ``rtol`` (default 1e-5, fp32 exact). Off-grid
     elements must be within ``off_grid_rtol``, which must then be given explicitly (a loose
-    tolerance is a claim the caller documents). Returns the errors.
+    tolerance is a claim the caller documents).
+
+    Args:
+        fn, x, group, input, output, elements, mask_fraction: as :func:`equivariance_errors`.
+        rtol: the tolerance of grid-preserving elements (multiples of 90 degrees, mirrors).
+        off_grid_rtol: the tolerance of the other elements; required if any is tested.
+
+    Returns:
+        The errors ``{g: error}`` of :func:`equivariance_errors`.
+
+    Raises:
+        AssertionError: an error above its tolerance; the message lists every element's error.
+        ValueError: off-grid elements are tested without ``off_grid_rtol``; and as
+            :func:`equivariance_errors`.
+        TypeError: as :func:`equivariance_errors`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import Cyclic
+        >>> from equilib.testing import assert_equivariant, smooth_random
+        >>> x = smooth_random(jax.random.key(0), (1, 9, 9, 1))
+        >>> assert_equivariant(jnp.tanh, x, Cyclic(4))
+        {0: 0.0, 1: 0.0, 2: 0.0, 3: 0.0}
+        >>> assert_equivariant(lambda a: a[:, ::-1], x, Cyclic(4))  # flips the rows: not equivariant
+        Traceback (most recent call last):
+            ...
+        AssertionError: not C4-equivariant (plain -> plain): relative error above rtol=1e-05 for elements 1 ...
     """
     group = as_group(group)
-    els = elements_of(group, elements)
-    off = [g for g in els if not group.is_grid_preserving(g)]
-    if off and off_grid_rtol is None:
-        raise ValueError(f"elements {off} of {group.name} do not map the grid to itself: pass "
-                         f"`off_grid_rtol` (their error is approximate) or leave them out of `elements`")
-    errors = equivariance_errors(fn, x, group, input=input, output=output, elements=els,
-                                 mask_fraction=mask_fraction)
-    bad = {g: e for g, e in errors.items()
-           if not e <= (rtol if group.is_grid_preserving(g) else off_grid_rtol)}
-    if bad:
-        raise AssertionError(
-            f"not {group.name}-equivariant ({input} -> {output}): relative error above "
-            f"rtol={rtol}" + (f" / off_grid_rtol={off_grid_rtol}" if off else "")
-            + f" for elements {_format(bad, group)}; all errors: {_format(errors, group)}")
-    return errors
+    return _assert_within(
+        lambda els: equivariance_errors(fn, x, group, input=input, output=output, elements=els,
+                                        mask_fraction=mask_fraction),
+        group, elements_of(group, elements), rtol, off_grid_rtol,
+        f"{group.name}-equivariant ({input} -> {output})")
 
 
 # --- translations -------------------------------------------------------------------------------
@@ -213,14 +357,43 @@ def _shifts(x, kind, shifts, stride):
     return out
 
 
-def translation_errors(fn: Callable, x, shifts: Iterable[Sequence[int]] | None = None, *,
+def translation_errors(fn: Callable, x: ArrayLike, shifts: Iterable[Sequence[int]] | None = None, *,
                        input: str = "plain", output: str = "plain",
                        stride: int = 1) -> dict[tuple[int, int], float]:
     """Relative error of ``fn`` under circular shifts ``(dy, dx)`` of the input's spatial axes.
 
     The output is expected to be rolled by ``(dy, dx) / stride`` (``stride`` is the network's
     total subsampling factor; shifts must be multiples of it), or unchanged if
-    ``output="invariant"``. ``shifts`` defaults to every multiple of ``stride`` in the image.
+    ``output="invariant"``. Circular shifts make a circularly padded stride-1 convolution
+    exactly equivariant; zero padding breaks it near the border.
+
+    Args:
+        fn: the function tested.
+        x: its input, a plain map ``(B, H, W, C)`` or, with ``input="regular"``, a regular map
+            ``(B, H, W, C, |G|)``.
+        shifts: the ``(dy, dx)`` shifts tested (default every multiple of ``stride`` in the
+            image, ``(0, 0)`` included).
+        input: ``"plain"`` or ``"regular"`` (where the spatial axes are).
+        output: ``"plain"``, ``"regular"`` or ``"invariant"``.
+        stride: the total subsampling factor of ``fn``.
+
+    Returns:
+        ``{(dy, dx): error}``, relative errors as Python floats.
+
+    Raises:
+        ValueError: ``input``/``output`` is not one of the kinds above, a shift is not a
+            multiple of ``stride``, or the shapes of ``fn(shifted x)`` and the shifted
+            ``fn(x)`` differ.
+
+    Example:
+        >>> import jax
+        >>> from flax import nnx
+        >>> from equilib import nn
+        >>> from equilib.testing import smooth_random, translation_errors
+        >>> conv = nn.Conv(1, 2, 3, padding="CIRCULAR", rngs=nnx.Rngs(0))
+        >>> x = smooth_random(jax.random.key(0), (1, 8, 8, 1))  # (B, H, W, C)
+        >>> translation_errors(conv, x, [(1, 0), (0, 3)])
+        {(1, 0): 0.0, (0, 3): 0.0}
     """
     _check_kinds(input, output)
     if output == "regular":
@@ -238,15 +411,64 @@ def translation_errors(fn: Callable, x, shifts: Iterable[Sequence[int]] | None =
     return errors
 
 
-def translation_error(fn: Callable, x, shifts=None, *, input: str = "plain", output: str = "plain",
+def translation_error(fn: Callable, x: ArrayLike, shifts=None, *, input: str = "plain", output: str = "plain",
                       stride: int = 1) -> float:
-    """The largest of :func:`translation_errors`."""
+    """The largest of :func:`translation_errors`.
+
+    Args:
+        fn, x, shifts, input, output, stride: as :func:`translation_errors` (``x``:
+            ``(B, H, W, C)``, or ``(B, H, W, C, |G|)`` with ``input="regular"``).
+
+    Returns:
+        The largest relative error, a Python float.
+
+    Raises:
+        ValueError: as :func:`translation_errors`.
+
+    Example:
+        A 2x2 max-pool is equivariant to shifts by multiples of its stride only:
+
+        >>> import jax
+        >>> from equilib.functional import max_pool
+        >>> from equilib.testing import smooth_random, translation_error
+        >>> x = smooth_random(jax.random.key(0), (1, 8, 8, 1))
+        >>> translation_error(lambda a: max_pool(a, 2), x, stride=2)
+        0.0
+        >>> translation_error(lambda a: max_pool(a, 2), x, [(1, 0)]) > 0.1
+        True
+    """
     return max(translation_errors(fn, x, shifts, input=input, output=output, stride=stride).values())
 
 
-def assert_translation_equivariant(fn: Callable, x, shifts=None, *, input: str = "plain",
-                                   output: str = "plain", stride: int = 1, rtol: float = 1e-5):
-    """Raise ``AssertionError`` unless every circular shift gives an error within ``rtol``."""
+def assert_translation_equivariant(fn: Callable, x: ArrayLike, shifts=None, *, input: str = "plain",
+                                   output: str = "plain", stride: int = 1,
+                                   rtol: float = 1e-5) -> dict[tuple[int, int], float]:
+    """Raise ``AssertionError`` unless every circular shift gives an error within ``rtol``.
+
+    Args:
+        fn, x, shifts, input, output, stride: as :func:`translation_errors`.
+        rtol: the tolerance (default 1e-5, fp32 exact).
+
+    Returns:
+        The errors ``{(dy, dx): error}`` of :func:`translation_errors`.
+
+    Raises:
+        AssertionError: a shift's error is above ``rtol``; the message lists the worst.
+        ValueError: as :func:`translation_errors`.
+
+    Example:
+        >>> import jax
+        >>> from equilib.functional import max_pool
+        >>> from equilib.testing import assert_translation_equivariant, smooth_random
+        >>> x = smooth_random(jax.random.key(0), (1, 8, 8, 1))
+        >>> errors = assert_translation_equivariant(lambda a: max_pool(a, 2), x, stride=2)
+        >>> len(errors), max(errors.values())
+        (16, 0.0)
+        >>> assert_translation_equivariant(lambda a: max_pool(a, 2), x, [(1, 0)], stride=2)
+        Traceback (most recent call last):
+            ...
+        ValueError: shift (1, 0) is not a multiple of `stride` (=2)
+    """
     errors = translation_errors(fn, x, shifts, input=input, output=output, stride=stride)
     bad = {s: e for s, e in errors.items() if not e <= rtol}
     if bad:
@@ -266,13 +488,7 @@ def _rescale(a: np.ndarray, factor: float, method: str) -> np.ndarray:
     return _np(_rescale_jit(a, np.float32(factor), method=method, axes=(1, 2)))
 
 
-def _rescale_impl(a, factor, *, method, axes):
-    from equilib._imaging import rescale
-
-    return rescale(a, factor, method=method, axes=axes)
-
-
-_rescale_jit = jax.jit(_rescale_impl, static_argnames=("method", "axes"))
+_rescale_jit = jax.jit(rescale, static_argnames=("method", "axes"))
 
 
 def _scale_ratio(scales) -> float:
@@ -299,7 +515,28 @@ def _shift_scales(a: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def scale_equivariance_errors(fn: Callable, x, scales, *, input: str = "plain", output: str = "scale",
+def _check_steps(steps, n_scales: int) -> tuple[int, ...]:
+    steps = tuple(steps)
+    for n in steps:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n == 0 or abs(n) >= n_scales:
+            raise ValueError(f"`steps` must be non-zero integers with |step| < len(scales) "
+                             f"(={n_scales}), got {steps!r}")
+    return tuple(int(n) for n in steps)
+
+
+def _scale_indices(scale_indices, n: int, n_scales: int) -> list[int]:
+    """The compared scale indices for step ``n``: those given, or every ``j`` with a source ``j + n``."""
+    if scale_indices is None:
+        return [j for j in range(n_scales) if 0 <= j + n < n_scales]
+    idx = [int(j) for j in scale_indices]
+    bad = [j for j in idx if not (0 <= j < n_scales and 0 <= j + n < n_scales)]
+    if bad:
+        raise ValueError(f"`scale_indices` {bad} have no source index j + step "
+                         f"(step {n}) in [0, {n_scales})")
+    return idx
+
+
+def scale_equivariance_errors(fn: Callable, x: ArrayLike, scales, *, input: str = "plain", output: str = "scale",
                               steps: Iterable[int] = (1,), scale_indices: Iterable[int] | None = None,
                               mask_fraction: float = 0.6, method: str = "bicubic") -> dict[int, float]:
     """Relative scale-equivariance error of ``fn`` at ``x`` for each step (``{step: error}``).
@@ -321,6 +558,39 @@ def scale_equivariance_errors(fn: Callable, x, scales, *, input: str = "plain", 
     times half the output size, divided by ``q**|n|`` when downscaling (the expected map reads
     ``fn(x)`` that far out, where its own border effects live). Always approximate on the grid:
     the result depends on the input's smoothness (:func:`smooth_random`).
+
+    Args:
+        fn: the function tested.
+        x: its input, a plain map ``(B, H, W, C)`` or, with ``input="scale"``, a scale map
+            ``(B, H, W, C, S)`` with ``S = len(scales)``.
+        scales: the scales of the scale axis, geometric, at least two (e.g. ``(1.0, 1.2)``).
+        input: ``"plain"`` or ``"scale"``.
+        output: ``"plain"``, ``"scale"`` (``(B, H', W', C', S)``) or ``"invariant"``.
+        steps: the scale steps ``n`` tested, non-zero ints with ``|n| < S``.
+        scale_indices: the output scale indices compared (default every index with a source).
+        mask_fraction: radius of the disk in which errors are measured, as a fraction of half
+            the output size.
+        method: the interpolation of the rescaling, ``"bicubic"`` or ``"bilinear"``.
+
+    Returns:
+        ``{n: error}``: the relative error (a Python float) for each step.
+
+    Raises:
+        ValueError: ``input``/``output`` is not one of the kinds above, ``scales`` is not
+            increasing and geometric or has fewer than two entries, a step or scale index is
+            out of range, or ``x`` / ``fn(x)`` does not have the declared layout.
+        TypeError: ``scales`` is not a sequence of real numbers.
+
+    Example:
+        >>> import jax
+        >>> from flax import nnx
+        >>> from equilib import nn
+        >>> from equilib.testing import scale_equivariance_errors, smooth_random
+        >>> lift = nn.ScaleLiftingConv(1, 2, 7, scales=(1.0, 1.2), rngs=nnx.Rngs(0))
+        >>> x = smooth_random(jax.random.key(0), (1, 15, 15, 1))  # (B, H, W, C)
+        >>> errors = scale_equivariance_errors(lift, x, (1.0, 1.2))  # output (B, H, W, C, 2)
+        >>> sorted(errors), errors[1] < 0.05
+        ([1], True)
     """
     if input not in _SCALE_INPUTS:
         raise ValueError(f"`input` must be one of {_SCALE_INPUTS}, got {input!r}")
@@ -328,67 +598,108 @@ def scale_equivariance_errors(fn: Callable, x, scales, *, input: str = "plain", 
         raise ValueError(f"`output` must be one of {_SCALE_OUTPUTS}, got {output!r}")
     q = _scale_ratio(scales)
     n_scales = len(tuple(scales))
-    steps = tuple(steps)
-    for n in steps:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n == 0 or abs(n) >= n_scales:
-            raise ValueError(f"`steps` must be non-zero integers with |step| < len(scales) "
-                             f"(={n_scales}), got {steps!r}")
-    x = _np(x)
+    steps = _check_steps(steps, n_scales)
+    x = _check_scale_input(_np(x), input, n_scales)
+    y = _np(fn(x))
+    if output == "scale" and (y.ndim != 5 or y.shape[-1] != n_scales):
+        raise ValueError(f"`output`='scale' expects fn(x) of shape (B, H, W, C, {n_scales}), "
+                         f"got {tuple(y.shape)}")
+    return {n: _scale_step_error(fn, x, y, n, q ** (-n), input=input, output=output, scale_indices=scale_indices,
+                                 mask_fraction=mask_fraction, method=method) for n in steps}
+
+
+def _check_scale_input(x: np.ndarray, input: str, n_scales: int) -> np.ndarray:
     if input == "scale" and (x.ndim != 5 or x.shape[-1] != n_scales):
         raise ValueError(f"a scale map over {n_scales} scales has shape (B, H, W, C, {n_scales}), "
                          f"got {tuple(x.shape)}")
     if input == "plain" and x.ndim != 4:
         raise ValueError(f"a plain map has shape (B, H, W, C), got {tuple(x.shape)}")
-    y = _np(fn(x))
-    if output == "scale" and (y.ndim != 5 or y.shape[-1] != n_scales):
-        raise ValueError(f"`output`='scale' expects fn(x) of shape (B, H, W, C, {n_scales}), "
-                         f"got {tuple(y.shape)}")
-    errors = {}
-    for n in steps:
-        n = int(n)
-        t = q ** (-n)
-        xt = _rescale(x, t, method)
-        if input == "scale":
-            xt = _shift_scales(xt, n)
-        got = _np(fn(xt))
-        if output == "invariant":
-            errors[n] = _rel(got, y)
-            continue
-        exp = _rescale(y, t, method)
-        frac = mask_fraction * (t if n > 0 else 1.0)
-        mask = disk_mask(exp.shape[1], exp.shape[2], frac).reshape(
-            (1,) + exp.shape[1:3] + (1,) * (exp.ndim - 3))
-        if output == "scale":
-            if scale_indices is None:
-                idx = [j for j in range(n_scales) if 0 <= j + n < n_scales]
-            else:
-                idx = [int(j) for j in scale_indices]
-                bad = [j for j in idx if not (0 <= j < n_scales and 0 <= j + n < n_scales)]
-                if bad:
-                    raise ValueError(f"`scale_indices` {bad} have no source index j + step "
-                                     f"(step {n}) in [0, {n_scales})")
-            exp = _shift_scales(exp, n)[..., idx]
-            got = got[..., idx]
-        errors[n] = _rel(got, exp, mask)
-    return errors
+    return x
 
 
-def scale_equivariance_error(fn: Callable, x, scales, *, input: str = "plain", output: str = "scale",
+def _scale_step_error(fn: Callable, x: np.ndarray, y: np.ndarray, n: int, t: float, *, input: str, output: str,
+                      scale_indices, mask_fraction: float, method: str) -> float:
+    """The error of :func:`scale_equivariance_errors` for step ``n`` (spatial factor ``t``), given
+    ``y = fn(x)``."""
+    xt = _rescale(x, t, method)
+    if input == "scale":
+        xt = _shift_scales(xt, n)
+    got = _np(fn(xt))
+    if output == "invariant":
+        return _rel(got, y)
+    exp = _rescale(y, t, method)
+    frac = mask_fraction * (t if n > 0 else 1.0)
+    mask = disk_mask(exp.shape[1], exp.shape[2], frac).reshape((1,) + exp.shape[1:3] + (1,) * (exp.ndim - 3))
+    if output == "scale":
+        idx = _scale_indices(scale_indices, n, y.shape[-1])
+        exp = _shift_scales(exp, n)[..., idx]
+        got = got[..., idx]
+    return _rel(got, exp, mask)
+
+
+def scale_equivariance_error(fn: Callable, x: ArrayLike, scales, *, input: str = "plain", output: str = "scale",
                              steps: Iterable[int] = (1,), scale_indices: Iterable[int] | None = None,
                              mask_fraction: float = 0.6, method: str = "bicubic") -> float:
-    """The largest of :func:`scale_equivariance_errors` over ``steps``."""
+    """The largest of :func:`scale_equivariance_errors` over ``steps``.
+
+    Args:
+        fn, x, scales, input, output, steps, scale_indices, mask_fraction, method: as
+            :func:`scale_equivariance_errors` (``x``: ``(B, H, W, C)``, or ``(B, H, W, C, S)`` with
+            ``input="scale"``).
+
+    Returns:
+        The largest relative error, a Python float.
+
+    Raises:
+        ValueError, TypeError: as :func:`scale_equivariance_errors`.
+
+    Example:
+        The identity commutes with any rescaling; a pointwise function only up to the
+        interpolation of the test:
+
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib.testing import scale_equivariance_error, smooth_random
+        >>> x = smooth_random(jax.random.key(0), (1, 15, 15, 1))
+        >>> scale_equivariance_error(lambda a: a, x, (1.0, 1.2), output="plain")
+        0.0
+        >>> scale_equivariance_error(jnp.tanh, x, (1.0, 1.2), output="plain") < 0.05
+        True
+    """
     return max(scale_equivariance_errors(fn, x, scales, input=input, output=output, steps=steps,
                                          scale_indices=scale_indices, mask_fraction=mask_fraction,
                                          method=method).values())
 
 
-def assert_scale_equivariant(fn: Callable, x, scales, *, rtol: float, input: str = "plain",
+def assert_scale_equivariant(fn: Callable, x: ArrayLike, scales, *, rtol: float, input: str = "plain",
                              output: str = "scale", steps: Iterable[int] = (1,),
                              scale_indices: Iterable[int] | None = None, mask_fraction: float = 0.6,
                              method: str = "bicubic") -> dict[int, float]:
     """Raise ``AssertionError`` unless every step's :func:`scale_equivariance_errors` is within
     ``rtol``. Scale equivariance on a pixel grid is never exact, so ``rtol`` has no default (the
-    caller states, and documents, the tolerance). Returns the errors."""
+    caller states, and documents, the tolerance).
+
+    Args:
+        fn, x, scales, input, output, steps, scale_indices, mask_fraction, method: as
+            :func:`scale_equivariance_errors`.
+        rtol: the tolerance, required.
+
+    Returns:
+        The errors ``{n: error}`` of :func:`scale_equivariance_errors`.
+
+    Raises:
+        AssertionError: a step's error is above ``rtol``; the message lists every error.
+        ValueError, TypeError: as :func:`scale_equivariance_errors`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib.testing import assert_scale_equivariant, smooth_random
+        >>> x = smooth_random(jax.random.key(0), (1, 15, 15, 1))
+        >>> errors = assert_scale_equivariant(jnp.tanh, x, (1.0, 1.2), rtol=0.05, output="plain")
+        >>> assert_scale_equivariant(jnp.tanh, x, (1.0, 1.2), rtol=1e-6, output="plain")
+        Traceback (most recent call last):
+            ...
+        AssertionError: not scale-equivariant (plain -> plain): relative error above rtol=1e-06 for steps 1: ...
+    """
     errors = scale_equivariance_errors(fn, x, scales, input=input, output=output, steps=steps,
                                        scale_indices=scale_indices, mask_fraction=mask_fraction,
                                        method=method)
@@ -400,13 +711,14 @@ def assert_scale_equivariant(fn: Callable, x, scales, *, rtol: float, input: str
 
 
 # --- steerable fields (equilib.fields.FieldType) ------------------------------------------------
-def _field_act(ftype, a, angle: float, flip: int):
+def _field_act(ftype, a, group: Group, g: int):
+    # a steerable map (B, H, W, D) has the spatial layout of a plain map
     if ftype == "invariant":
         return a
-    return _np(ftype.transform(a, angle, flip))
+    return _np(ftype.transform(a, group.angle(g), group.flip(g)))
 
 
-def field_equivariance_errors(fn: Callable, x, in_type, out_type="invariant", *, group: Group | None = None,
+def field_equivariance_errors(fn: Callable, x: ArrayLike, in_type, out_type="invariant", *, group: Group | None = None,
                               elements: Iterable[int] | None = None,
                               mask_fraction: float = 0.6) -> dict[int, float]:
     """Relative equivariance error of ``fn`` on steerable maps, per element (``{index: error}``).
@@ -418,9 +730,40 @@ def field_equivariance_errors(fn: Callable, x, in_type, out_type="invariant", *,
     SO(2)/O(2) pass e.g. ``Cyclic(16)`` for multiples of 22.5 degrees), used through their
     ``(angle, flip)``. Off-grid elements are measured as in :func:`equivariance_errors` (input
     masked by a disk, error inside a disk of ``mask_fraction``).
-    """
-    from equilib.fields import FieldType
 
+    Args:
+        fn: the function tested, ``(B, H, W, D) -> (B, H', W', D')`` (or anything, if invariant).
+        x: its input, a steerable map ``(B, H, W, D)`` with ``D = in_type.size``.
+        in_type: the :class:`~equilib.fields.FieldType` of ``x``.
+        out_type: the FieldType of ``fn(x)``, or ``"invariant"`` (not transformed at all).
+        group: the finite group whose elements are tested; default ``in_type.group`` when it
+            is finite, required for SO(2)/O(2).
+        elements: the element indices of ``group`` tested (default all).
+        mask_fraction: as for :func:`equivariance_errors`.
+
+    Returns:
+        ``{g: error}``: the relative error (a Python float) for each tested element.
+
+    Raises:
+        TypeError: ``in_type`` is not a FieldType, ``out_type`` neither a FieldType nor
+            ``"invariant"``, or ``group`` not a finite group.
+        ValueError: ``group`` is missing for SO(2)/O(2) fields, ``x`` is not a map
+            ``(B, H, W, in_type.size)``, or an element is out of range.
+
+    Example:
+        >>> import jax
+        >>> from flax import nnx
+        >>> from equilib import Cyclic, FieldType, nn
+        >>> from equilib.reps import regular_rep, trivial_rep
+        >>> from equilib.testing import field_equivariance_errors, smooth_random
+        >>> G = Cyclic(4)
+        >>> t_in, t_out = FieldType(G, [trivial_rep(G)]), FieldType(G, [regular_rep(G)] * 2)
+        >>> conv = nn.SteerableConv(t_in, t_out, 3, rngs=nnx.Rngs(0))
+        >>> x = smooth_random(jax.random.key(0), (1, 9, 9, t_in.size))  # (B, H, W, D)
+        >>> errors = field_equivariance_errors(conv, x, t_in, t_out)
+        >>> sorted(errors), max(errors.values()) < 1e-5
+        ([0, 1, 2, 3], True)
+    """
     if not isinstance(in_type, FieldType):
         raise TypeError(f"`in_type` must be a FieldType, got {type(in_type).__name__}")
     if not (out_type == "invariant" or isinstance(out_type, FieldType)):
@@ -434,63 +777,84 @@ def field_equivariance_errors(fn: Callable, x, in_type, out_type="invariant", *,
     els = elements_of(group, elements)
     x = _np(x)
     in_type.check(x, "x")
-    y = None
-    errors = {}
-    for g in els:
-        angle, flip = group.angle(g), group.flip(g)
-        if group.is_grid_preserving(g):
-            if y is None:
-                y = _np(fn(x))
-            errors[g] = _rel(fn(_field_act(in_type, x, angle, flip)), _field_act(out_type, y, angle, flip))
-            continue
-        h, w = x.shape[1], x.shape[2]
-        xm = x * disk_mask(h, w)[:, :, None]
-        ym = _np(fn(xm))
-        out = _np(fn(_field_act(in_type, xm, angle, flip)))
-        exp = _field_act(out_type, ym, angle, flip)
-        mask = None
-        if out_type != "invariant":
-            mask = disk_mask(exp.shape[1], exp.shape[2], mask_fraction)[:, :, None]
-        errors[g] = _rel(out, exp, mask)
-    return errors
+    return _element_errors(fn, x, group, els, lambda a, g: _field_act(in_type, a, group, g),
+                           lambda a, g: _field_act(out_type, a, group, g),
+                           "plain", "invariant" if out_type == "invariant" else "plain", mask_fraction)
 
 
-def field_equivariance_error(fn: Callable, x, in_type, out_type="invariant", *, group: Group | None = None,
+def field_equivariance_error(fn: Callable, x: ArrayLike, in_type, out_type="invariant", *, group: Group | None = None,
                              elements: Iterable[int] | None = None, mask_fraction: float = 0.6) -> float:
-    """The largest of :func:`field_equivariance_errors`."""
+    """The largest of :func:`field_equivariance_errors`.
+
+    Args:
+        fn, x, in_type, out_type, group, elements, mask_fraction: as
+            :func:`field_equivariance_errors` (``x``: ``(B, H, W, in_type.size)``).
+
+    Returns:
+        The largest relative error, a Python float.
+
+    Raises:
+        TypeError, ValueError: as :func:`field_equivariance_errors`.
+
+    Example:
+        Scaling an SO(2) vector field commutes with every rotation, tested at multiples of
+        45 degrees:
+
+        >>> import jax
+        >>> from equilib import SO2, Cyclic, FieldType
+        >>> from equilib.reps import irrep
+        >>> from equilib.testing import field_equivariance_error, smooth_random
+        >>> vectors = FieldType(SO2(), [irrep(SO2(), 1)])
+        >>> v = smooth_random(jax.random.key(1), (1, 9, 9, 2))  # (B, H, W, D)
+        >>> field_equivariance_error(lambda a: 2 * a, v, vectors, vectors, group=Cyclic(8))
+        0.0
+    """
     return max(field_equivariance_errors(fn, x, in_type, out_type, group=group, elements=elements,
                                          mask_fraction=mask_fraction).values())
 
 
-def assert_field_equivariant(fn: Callable, x, in_type, out_type="invariant", *, group: Group | None = None,
+def assert_field_equivariant(fn: Callable, x: ArrayLike, in_type, out_type="invariant", *, group: Group | None = None,
                              elements: Iterable[int] | None = None, rtol: float = 1e-5,
                              off_grid_rtol: float | None = None, mask_fraction: float = 0.6) -> dict[int, float]:
     """Raise ``AssertionError`` unless every element's error (:func:`field_equivariance_errors`) is
     within ``rtol`` (grid-preserving elements) or the explicit ``off_grid_rtol`` (other angles).
-    Returns the errors."""
-    from equilib.fields import FieldType
 
+    Args:
+        fn, x, in_type, out_type, group, elements, mask_fraction: as :func:`field_equivariance_errors`.
+        rtol: the tolerance of grid-preserving elements (default 1e-5, fp32 exact).
+        off_grid_rtol: the tolerance of the other elements; required if any is tested.
+
+    Returns:
+        The errors ``{g: error}`` of :func:`field_equivariance_errors`.
+
+    Raises:
+        AssertionError: an error above its tolerance; the message lists every element's error.
+        ValueError: ``group`` is missing for SO(2)/O(2) fields, off-grid elements are tested
+            without ``off_grid_rtol``; and as :func:`field_equivariance_errors`.
+        TypeError: as :func:`field_equivariance_errors`.
+
+    Example:
+        >>> import jax
+        >>> from equilib import SO2, Cyclic, FieldType
+        >>> from equilib.reps import irrep
+        >>> from equilib.testing import assert_field_equivariant, smooth_random
+        >>> vectors = FieldType(SO2(), [irrep(SO2(), 1)])
+        >>> v = smooth_random(jax.random.key(1), (1, 9, 9, 2))
+        >>> errors = assert_field_equivariant(lambda a: 2 * a, v, vectors, vectors, group=Cyclic(4))
+        >>> assert_field_equivariant(lambda a: 2 * a, v, vectors, vectors)
+        Traceback (most recent call last):
+            ...
+        ValueError: `group` is required for SO(2)/O(2) fields (the finite group of tested elements)
+    """
     if group is None and isinstance(in_type, FieldType) and isinstance(in_type.group, Group):
         group = in_type.group
     if group is None:
         raise ValueError("`group` is required for SO(2)/O(2) fields (the finite group of tested elements)")
     group = as_group(group)
-    els = elements_of(group, elements)
-    off = [g for g in els if not group.is_grid_preserving(g)]
-    if off and off_grid_rtol is None:
-        raise ValueError(f"elements {off} of {group.name} do not map the grid to itself: pass "
-                         f"`off_grid_rtol` (their error is approximate) or leave them out of `elements`")
-    errors = field_equivariance_errors(fn, x, in_type, out_type, group=group, elements=els,
-                                       mask_fraction=mask_fraction)
-    bad = {g: e for g, e in errors.items()
-           if not e <= (rtol if group.is_grid_preserving(g) else off_grid_rtol)}
-    if bad:
-        name = in_type.group.name if isinstance(in_type, FieldType) else group.name
-        raise AssertionError(
-            f"not {name}-equivariant (fields, tested with {group.name}): relative error above "
-            f"rtol={rtol}" + (f" / off_grid_rtol={off_grid_rtol}" if off else "")
-            + f" for elements {_format(bad, group)}; all errors: {_format(errors, group)}")
-    return errors
+    name = in_type.group.name if isinstance(in_type, FieldType) else group.name
+    return _assert_within(
+        lambda els: field_equivariance_errors(fn, x, in_type, out_type, group=group, elements=els,
+                                              mask_fraction=mask_fraction),
+        group, elements_of(group, elements), rtol, off_grid_rtol,
+        f"{name}-equivariant (fields, tested with {group.name})")
 
-
-__all__ += ["field_equivariance_errors", "field_equivariance_error", "assert_field_equivariant"]

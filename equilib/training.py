@@ -14,6 +14,8 @@
   augmentation, dropout) derives from ``seed`` and the epoch/step, so a run killed and resumed
   ends with the same metrics as an uninterrupted one.
 * A progress line with images/s (tqdm when installed).
+* :func:`recalibrate_batch_norm`: batch-norm statistics from one pass over the training set
+  with the final weights (the G-CNN protocol's pass before testing).
 
 Inputs are numpy arrays in host memory: images ``(N, H, W, C)`` float32, labels ``(N,)`` int.
 """
@@ -37,12 +39,47 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "predict", "data_mesh", "count_params"]
+__all__ = ["TrainConfig", "FitResult", "fit", "recalibrate_batch_norm", "evaluate", "predict", "data_mesh",
+           "count_params"]
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of :func:`fit` (all JSON-serialisable; saved as ``config.json``)."""
+    """Hyper-parameters of :func:`fit` (all JSON-serialisable; saved as ``config.json``).
+
+    Frozen: a run's config is recorded in its workdir, and resuming needs the same config (only
+    ``epochs`` may grow).
+
+    Args:
+        epochs: the number of epochs (int >= 1).
+        batch_size: training images per step (int >= 1), a multiple of the number of devices;
+            each epoch takes ``N // batch_size`` full steps (the rest of the permutation is left out).
+        learning_rate: the initial learning rate (> 0).
+        optimizer: ``"adam"`` (``optax.adam``, or ``optax.adamw`` with ``weight_decay``) or
+            ``"sgd"`` (momentum 0.9; ``weight_decay`` times the weights added to the gradient).
+        weight_decay: the weight decay (0: none).
+        lr_decay_epochs: multiply the learning rate by ``lr_decay`` after each of these epochs.
+        lr_decay: the factor of each decay.
+        seed: the seed of every source of randomness (initialisation, shuffling, augmentation,
+            dropout).
+        eval_batch_size: images per evaluation step (int >= 1).
+        checkpoint_every: write a checkpoint every this many epochs (and after the last);
+            0 disables checkpoints.
+
+    Raises:
+        ValueError: ``epochs``, ``batch_size`` or ``eval_batch_size`` not a positive integer,
+            an unknown ``optimizer``, or ``learning_rate`` not > 0.
+
+    Example:
+        >>> from equilib.training import TrainConfig
+        >>> config = TrainConfig(epochs=30, batch_size=64, optimizer="sgd", lr_decay_epochs=[20])
+        >>> config.lr_decay_epochs, config.to_json()["optimizer"]
+        ((20,), 'sgd')
+        >>> TrainConfig(batch_size=0)
+        Traceback (most recent call last):
+            ...
+        ValueError: `batch_size` must be a positive integer, got 0
+    """
 
     epochs: int = 1
     batch_size: int = 128
@@ -72,6 +109,23 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class FitResult:
+    """What :func:`fit` returns.
+
+    Args:
+        model: the trained model, in eval mode, its state on the host.
+        history: one dict of metrics per epoch (``epoch``, ``train_loss``, ``train_accuracy``,
+            ``epoch_seconds``, ``images_per_second``, and ``val_loss``/``val_accuracy`` with
+            validation data), including the epochs restored from a checkpoint.
+        train_seconds: wall-clock seconds of the epochs run in this call.
+        resumed_from_epoch: the epoch of the checkpoint resumed from (0: a fresh run).
+
+    Example:
+        >>> import dataclasses
+        >>> from equilib.training import FitResult
+        >>> [f.name for f in dataclasses.fields(FitResult)]
+        ['model', 'history', 'train_seconds', 'resumed_from_epoch']
+    """
+
     model: nnx.Module
     history: list[dict]
     train_seconds: float
@@ -79,12 +133,44 @@ class FitResult:
 
 
 def data_mesh(devices: Sequence | None = None) -> Mesh:
-    """A 1-D mesh with axis ``"data"`` over ``devices`` (default: all)."""
+    """A 1-D mesh with axis ``"data"`` over ``devices`` (default: all).
+
+    :func:`fit`, :func:`evaluate`, :func:`predict` and :func:`recalibrate_batch_norm` split
+    each batch along this axis and replicate the model over it.
+
+    Args:
+        devices: the JAX devices of the mesh (default ``jax.devices()``).
+
+    Returns:
+        A ``jax.sharding.Mesh`` with the single axis ``"data"``.
+
+    Example:
+        >>> import jax
+        >>> from equilib.training import data_mesh
+        >>> mesh = data_mesh(jax.devices()[:1])
+        >>> mesh.axis_names, mesh.devices.size
+        (('data',), 1)
+    """
     return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("data",))
 
 
 def count_params(model: nnx.Module) -> int:
-    """Number of trainable scalars (``nnx.Param`` leaves) of ``model``."""
+    """Number of trainable scalars (``nnx.Param`` leaves) of ``model``.
+
+    Batch-norm statistics (``nnx.BatchStat``) and other non-parameter state are not counted.
+
+    Args:
+        model: a Flax NNX module.
+
+    Returns:
+        The total size of its parameters, an int.
+
+    Example:
+        >>> from flax import nnx
+        >>> from equilib.training import count_params
+        >>> count_params(nnx.Linear(16, 3, rngs=nnx.Rngs(0)))  # 16 * 3 weights + 3 biases
+        51
+    """
     return int(sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param))))
 
 
@@ -101,9 +187,9 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTrans
 def _check_data(x, y, name):
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim != 4:
-        raise ValueError(f"`{name}` images must have shape (N, H, W, C), got {x.shape}")
+        raise ValueError(f"{name}: the images must have shape (N, H, W, C), got {x.shape}")
     if y.shape != (x.shape[0],):
-        raise ValueError(f"`{name}` labels must have shape ({x.shape[0]},), got {y.shape}")
+        raise ValueError(f"{name}: the labels must have shape ({x.shape[0]},) (one per image), got {y.shape}")
     return x.astype(np.float32, copy=False), y.astype(np.int32, copy=False)
 
 
@@ -210,6 +296,97 @@ class _Progress:
             self.bar.close()
 
 
+# --- fit, in parts ----------------------------------------------------------------------------
+def _check_fit_args(train: tuple, val: tuple | None, config: TrainConfig, mesh: Mesh | None):
+    """``(x_train, y_train), val, mesh, steps_per_epoch``, or a TypeError / ValueError."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"`config` must be a TrainConfig, got {type(config).__name__}")
+    for name, pair in (("train", train), ("val", val)):
+        if pair is not None and (not isinstance(pair, (tuple, list)) or len(pair) != 2):
+            raise TypeError(f"`{name}` must be a pair (images, labels), got {type(pair).__name__}")
+    train = _check_data(train[0], train[1], "train")
+    if val is not None:
+        val = _check_data(val[0], val[1], "val")
+    mesh = mesh or data_mesh()
+    n_dev = mesh.devices.size
+    if config.batch_size % n_dev:
+        raise ValueError(f"`batch_size` (={config.batch_size}) must be a multiple of the number of "
+                         f"devices (={n_dev})")
+    steps_per_epoch = len(train[0]) // config.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"`batch_size` (={config.batch_size}) exceeds the training set (={len(train[0])})")
+    return train, val, mesh, steps_per_epoch
+
+
+def _open_workdir(workdir: pathlib.Path, config: TrainConfig, state):
+    """Record ``config`` in ``workdir/config.json`` (refusing another run's workdir), restore the
+    latest checkpoint into ``state`` and keep the metrics of the epochs it covers.
+
+    Returns ``(state, start_epoch, history, checkpoints or None)``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg_path = workdir / "config.json"
+    cfg = config.to_json()
+    existing = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    old = existing.get("train")
+    if old is not None and {k: v for k, v in old.items() if k != "epochs"} != \
+            {k: v for k, v in json.loads(json.dumps(cfg)).items() if k != "epochs"}:
+        raise ValueError(f"`workdir` ({workdir}) holds a run with another config ({old}); resuming needs "
+                         f"the same config (only `epochs` may grow): use a new workdir")
+    existing["train"] = cfg
+    cfg_path.write_text(json.dumps(existing, indent=2))
+    start_epoch, ckpt, history = 0, None, []
+    if config.checkpoint_every:
+        ckpt = _Checkpoints(workdir / "checkpoints")
+        latest = ckpt.latest()
+        if latest is not None:
+            state = ckpt.restore(latest, state)
+            start_epoch = latest
+    metrics_path = workdir / "metrics.jsonl"
+    if metrics_path.exists():  # keep the epochs the checkpoint covers, drop the rest
+        lines = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+        history = [m for m in lines if m["epoch"] <= start_epoch]
+        metrics_path.write_text("".join(json.dumps(m) + "\n" for m in history))
+    return state, start_epoch, history, ckpt
+
+
+def _train_epoch(train_step, state, train, root, epoch: int, config: TrainConfig, *, steps_per_epoch: int,
+                 sharded, progress: bool):
+    """One epoch over a permutation drawn from ``root`` and ``epoch``. Returns ``(state, record)``."""
+    x_train, y_train = train
+    t0 = time.perf_counter()
+    perm = np.asarray(jax.random.permutation(jax.random.fold_in(root, epoch), len(x_train)))
+    bar = _Progress(steps_per_epoch * config.batch_size, f"epoch {epoch}/{config.epochs}", progress)
+    loss_sum = correct = 0.0
+    for i in range(steps_per_epoch):
+        idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
+        xb = jax.device_put(x_train[idx], sharded)
+        yb = jax.device_put(y_train[idx], sharded)
+        key = jax.random.fold_in(jax.random.fold_in(root, 10_000 + epoch), i)
+        state, m = train_step(state, xb, yb, key)
+        loss_sum += m["loss_sum"]
+        correct += m["correct"]
+        bar.update(config.batch_size)
+    bar.close()
+    n = steps_per_epoch * config.batch_size
+    loss_sum, correct = float(loss_sum), float(correct)  # waits for the last step
+    seconds = time.perf_counter() - t0
+    return state, {"epoch": epoch, "train_loss": loss_sum / n, "train_accuracy": correct / n,
+                   "epoch_seconds": seconds, "images_per_second": n / seconds}
+
+
+def _end_epoch(record: dict, state, config: TrainConfig, *, workdir, ckpt, progress: bool) -> None:
+    """Append the epoch's metrics to ``metrics.jsonl``, checkpoint when due, print a line."""
+    epoch = record["epoch"]
+    if workdir is not None:
+        with open(workdir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if ckpt is not None and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
+            ckpt.save(epoch, state)
+    if progress:
+        msg = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
+        print(f"epoch {epoch}: {msg}", file=sys.stderr)
+
+
 # --- public API -------------------------------------------------------------------------------
 def fit(model_fn: Callable[[nnx.Rngs], nnx.Module], train: tuple, config: TrainConfig, *,
         workdir: str | os.PathLike | None = None, val: tuple | None = None,
@@ -223,53 +400,61 @@ def fit(model_fn: Callable[[nnx.Rngs], nnx.Module], train: tuple, config: TrainC
     ``workdir``, metrics and checkpoints are written there and an existing checkpoint is resumed.
     ``on_epoch_end(epoch, metrics)`` is called after each epoch's checkpoint is written.
     Returns the trained model (on host-replicated state) and the per-epoch metrics.
-    """
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"`config` must be a TrainConfig, got {type(config).__name__}")
-    x_train, y_train = _check_data(*train, "train")
-    if val is not None:
-        val = _check_data(*val, "val")
-    mesh = mesh or data_mesh()
-    n_dev = mesh.devices.size
-    if config.batch_size % n_dev:
-        raise ValueError(f"`batch_size` (={config.batch_size}) must be a multiple of the number of "
-                         f"devices (={n_dev})")
-    steps_per_epoch = len(x_train) // config.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"`batch_size` (={config.batch_size}) exceeds the training set (={len(x_train)})")
 
+    Args:
+        model_fn: builds the model from ``nnx.Rngs(params=seed, dropout=seed + 1)``; the model
+            maps images ``(B, H, W, C)`` to logits ``(B, num_classes)`` and is trained with
+            softmax cross-entropy.
+        train: ``(images, labels)``: float images ``(N, H, W, C)`` and int labels ``(N,)``, numpy
+            arrays in host memory.
+        config: the :class:`TrainConfig`.
+        workdir: a folder for ``config.json``, ``metrics.jsonl`` and checkpoints (created if
+            needed); a checkpoint there is resumed. None: nothing is written.
+        val: ``(images, labels)`` evaluated after every epoch, as ``train``.
+        augment: ``augment(key, images) -> images`` on each training batch ``(B, H, W, C)``,
+            inside the jitted step (e.g. :func:`equilib.transforms.normalized_augment`).
+        mesh: a 1-D ``"data"`` mesh (default :func:`data_mesh` over all devices).
+        progress: print a progress line and one line per epoch to stderr.
+        on_epoch_end: called as ``on_epoch_end(epoch, metrics)`` after each epoch.
+
+    Returns:
+        A :class:`FitResult`: the trained model (eval mode) and one metrics dict per epoch.
+
+    Raises:
+        TypeError: ``config`` is not a TrainConfig, or ``train``/``val`` not a pair.
+        ValueError: images not ``(N, H, W, C)`` or labels not ``(N,)``; ``batch_size`` not a
+            multiple of the number of devices or larger than the training set; ``workdir``
+            holding a run with another config.
+
+    Example:
+        One epoch of a linear classifier on 64 random 8x8 images (two steps of 32):
+
+        >>> import numpy as np
+        >>> from flax import nnx
+        >>> from equilib.training import TrainConfig, fit
+        >>> class Linear(nnx.Module):
+        ...     def __init__(self, rngs):  # zeros: softmax regression needs no random start
+        ...         self.dense = nnx.Linear(64, 10, kernel_init=nnx.initializers.zeros, rngs=rngs)
+        ...
+        ...     def __call__(self, x):  # (B, 8, 8, 1) -> (B, 10)
+        ...         return self.dense(x.reshape(x.shape[0], -1))
+        >>> rng = np.random.default_rng(0)
+        >>> images, labels = rng.normal(size=(64, 8, 8, 1)), rng.integers(0, 10, 64)
+        >>> config = TrainConfig(epochs=1, batch_size=32, checkpoint_every=0)
+        >>> result = fit(Linear, (images, labels), config, progress=False)
+        >>> len(result.history), result.history[0]["epoch"], result.resumed_from_epoch
+        (1, 1, 0)
+    """
+    (x_train, y_train), val, mesh, steps_per_epoch = _check_fit_args(train, val, config, mesh)
     root = jax.random.key(config.seed)
     model = model_fn(nnx.Rngs(params=config.seed, dropout=config.seed + 1))
     opt = nnx.Optimizer(model, _optimizer(config, steps_per_epoch), wrt=nnx.Param)
     graphdef, state = nnx.split((model, opt))
-
     history: list[dict] = []
-    start_epoch = 0
-    ckpt = None
+    start_epoch, ckpt = 0, None
     if workdir is not None:
         workdir = pathlib.Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        cfg_path = workdir / "config.json"
-        cfg = config.to_json()
-        existing = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
-        old = existing.get("train")
-        if old is not None and {k: v for k, v in old.items() if k != "epochs"} != \
-                {k: v for k, v in json.loads(json.dumps(cfg)).items() if k != "epochs"}:
-            raise ValueError(f"`workdir` ({workdir}) holds a run with another config ({old}); resuming needs "
-                             f"the same config (only `epochs` may grow): use a new workdir")
-        existing["train"] = cfg
-        cfg_path.write_text(json.dumps(existing, indent=2))
-        if config.checkpoint_every:
-            ckpt = _Checkpoints(workdir / "checkpoints")
-            latest = ckpt.latest()
-            if latest is not None:
-                state = ckpt.restore(latest, state)
-                start_epoch = latest
-        metrics_path = workdir / "metrics.jsonl"
-        if metrics_path.exists():  # keep the epochs the checkpoint covers, drop the rest
-            lines = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-            history = [m for m in lines if m["epoch"] <= start_epoch]
-            metrics_path.write_text("".join(json.dumps(m) + "\n" for m in history))
+        state, start_epoch, history, ckpt = _open_workdir(workdir, config, state)
 
     replicated = NamedSharding(mesh, P())
     sharded = NamedSharding(mesh, P("data"))
@@ -280,43 +465,129 @@ def fit(model_fn: Callable[[nnx.Rngs], nnx.Module], train: tuple, config: TrainC
 
     t_start = time.perf_counter()
     for epoch in range(start_epoch + 1, config.epochs + 1):
-        t0 = time.perf_counter()
-        perm = np.asarray(jax.random.permutation(jax.random.fold_in(root, epoch), len(x_train)))
-        bar = _Progress(steps_per_epoch * config.batch_size, f"epoch {epoch}/{config.epochs}", progress)
-        loss_sum = correct = 0.0
-        for i in range(steps_per_epoch):
-            idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
-            xb = jax.device_put(x_train[idx], sharded)
-            yb = jax.device_put(y_train[idx], sharded)
-            key = jax.random.fold_in(jax.random.fold_in(root, 10_000 + epoch), i)
-            state, m = train_step(state, xb, yb, key)
-            loss_sum += m["loss_sum"]
-            correct += m["correct"]
-            bar.update(config.batch_size)
-        bar.close()
-        n = steps_per_epoch * config.batch_size
-        loss_sum, correct = float(loss_sum), float(correct)  # waits for the last step
-        seconds = time.perf_counter() - t0
-        record = {"epoch": epoch, "train_loss": loss_sum / n, "train_accuracy": correct / n,
-                  "epoch_seconds": seconds, "images_per_second": n / seconds}
+        state, record = _train_epoch(train_step, state, (x_train, y_train), root, epoch, config,
+                                     steps_per_epoch=steps_per_epoch, sharded=sharded, progress=progress)
         if val is not None:
             vm = _evaluate_state(eval_step, state, *val, batch_size=config.eval_batch_size, mesh=mesh)
             record.update({"val_loss": vm["loss"], "val_accuracy": vm["accuracy"]})
         history.append(record)
-        if workdir is not None:
-            with open(workdir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            if ckpt is not None and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
-                ckpt.save(epoch, state)
-        if progress:
-            msg = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
-            print(f"epoch {epoch}: {msg}", file=sys.stderr)
+        _end_epoch(record, state, config, workdir=workdir, ckpt=ckpt, progress=progress)
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
 
     model, _ = nnx.merge(graphdef, jax.device_get(state))
     model.eval()
     return FitResult(model, history, time.perf_counter() - t_start, start_epoch)
+
+
+def _batch_norms(model: nnx.Module) -> list:
+    """The modules of ``model`` that update running statistics as ``ra = momentum * ra +
+    (1 - momentum) * batch``: a ``momentum`` and a ``mean`` held as :class:`flax.nnx.BatchStat`."""
+    return [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Module) and hasattr(m, "momentum")
+            and isinstance(getattr(m, "mean", None), nnx.BatchStat)]
+
+
+def _modes(model: nnx.Module) -> list[tuple]:
+    """``(module, attribute, value)`` of every train/eval switch (``deterministic``,
+    ``use_running_average``) in ``model``, to put back later."""
+    return [(m, a, getattr(m, a)) for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Module)
+            for a in ("deterministic", "use_running_average") if hasattr(m, a)]
+
+
+def recalibrate_batch_norm(model: nnx.Module, images, *, batch_size: int,
+                           augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+                           key: jax.Array | None = None, mesh: Mesh | None = None) -> None:
+    """Set every batch norm's running mean and variance to the average of its batch statistics
+    over one pass over ``images``, with the model's current weights.
+
+    The "finetune" pass of Cohen & Welling's G-CNN code before testing: the model runs in
+    training mode (dropout on, as there) with each batch norm's momentum at 0, and the running
+    statistics become the mean over the batches of the batch statistics. A batch norm is any
+    module with a ``momentum`` and a ``mean`` :class:`flax.nnx.BatchStat` updated as
+    ``momentum * running + (1 - momentum) * batch`` (``nnx.BatchNorm`` and equilib's batch
+    norms). Afterwards the momenta and every module's train/eval mode (``deterministic``,
+    ``use_running_average``) are put back as they were, also when an error interrupts the pass,
+    and then the running statistics are put back too. The model's state is replicated over
+    ``mesh``.
+
+    Args:
+        model: a Flax NNX model with batch norms (without any, nothing happens).
+        images: ``(N, H, W, C)`` images as the model takes them (numpy); ``N // batch_size``
+            full batches are used (one batch of ``N`` if ``N < batch_size``).
+        batch_size: images per batch, a positive multiple of the number of devices of ``mesh``.
+        augment: optional ``augment(key, images) -> images`` applied to each batch on device,
+            as in :func:`fit`.
+        key: PRNG key of ``augment`` (batch ``i`` gets ``fold_in(key, i)``); default ``key(0)``.
+        mesh: a 1-D ``"data"`` mesh (default :func:`data_mesh`).
+
+    Returns:
+        None: ``model`` is updated in place.
+
+    Raises:
+        ValueError: if ``batch_size`` is not a positive integer, ``images`` is empty, or a batch
+            does not split evenly over the devices.
+
+    Example:
+        >>> import numpy as np
+        >>> from flax import nnx
+        >>> from equilib.training import recalibrate_batch_norm
+        >>> bn = nnx.BatchNorm(1, rngs=nnx.Rngs(0))
+        >>> bn.eval()
+        >>> images = np.full((8, 4, 4, 1), 3.0, np.float32)
+        >>> recalibrate_batch_norm(bn, images, batch_size=4)
+        >>> float(bn.mean[0]), bn.use_running_average
+        (3.0, True)
+    """
+    mesh = mesh or data_mesh()
+    _check_recalibration(images, batch_size, mesh.devices.size)
+    bns = _batch_norms(model)
+    if not bns:
+        return
+    modes, momenta = _modes(model), [m.momentum for m in bns]
+    # replicate the state over the mesh first: otherwise the second call sees new shardings and recompiles
+    nnx.update(model, jax.device_put(nnx.state(model), NamedSharding(mesh, P())))
+    saved = jax.tree.map(lambda a: a, nnx.state(model, nnx.BatchStat))  # a snapshot: state() gives references
+    try:
+        for m in bns:
+            m.momentum = 0.0  # running statistics := this batch's statistics
+        model.train()
+        _average_batch_stats(model, images, batch_size, augment, jax.random.key(0) if key is None else key, mesh)
+    except BaseException:
+        nnx.update(model, saved)
+        raise
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+        for m, attribute, value in modes:
+            setattr(m, attribute, value)
+
+
+def _check_recalibration(images, batch_size, n_dev: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
+    if len(images) == 0:
+        raise ValueError("`images` must hold at least one image, got an empty array")
+    if min(batch_size, len(images)) % n_dev:
+        raise ValueError(f"batches of {min(batch_size, len(images))} images (`batch_size`={batch_size}, "
+                         f"{len(images)} images) do not split over the {n_dev} devices: use a multiple of {n_dev}")
+
+
+def _average_batch_stats(model, x, batch_size: int, augment, key, mesh) -> None:
+    sharded = NamedSharding(mesh, P("data"))
+
+    @nnx.jit
+    def step(model, xb, k):  # momentum 0: the running statistics become this batch's
+        if augment is not None:
+            xb = augment(k, xb)
+        model(xb)
+
+    total, n_batches = None, max(len(x) // batch_size, 1)
+    for i in range(n_batches):
+        step(model, jax.device_put(x[i * batch_size:(i + 1) * batch_size], sharded), jax.random.fold_in(key, i))
+        # a copy: nnx.state holds the model's own variables, which the next batch overwrites
+        stats = jax.tree.map(lambda a: a, nnx.state(model, nnx.BatchStat))
+        total = stats if total is None else jax.tree.map(lambda a, b: a + b, total, stats)
+    nnx.update(model, jax.tree.map(lambda a: a / n_batches, total))
 
 
 def _batches(x, y, batch_size: int, n_dev: int):
@@ -343,7 +614,7 @@ def _evaluate_state(step, state, x, y, *, batch_size, mesh, arg=None, return_log
         correct += float(m["correct"])
         if return_logits:
             logits.append(np.asarray(m["logits"])[:n])
-    out = {"loss": loss_sum / len(x), "accuracy": correct / len(x)}
+    out: dict = {"loss": loss_sum / len(x), "accuracy": correct / len(x)}
     if return_logits:
         out["logits"] = np.concatenate(logits)
     return out
@@ -361,8 +632,42 @@ def evaluate(model: nnx.Module, images, labels, *, batch_size: int = 1000,
 
     With ``transform(images, p) -> images`` and a sequence ``params``, returns one result per
     ``p`` (e.g. accuracy under rotation by each angle); ``p`` is traced, so the step compiles once.
+
+    Args:
+        model: a Flax NNX classifier, images ``(B, H, W, C)`` -> logits ``(B, num_classes)``
+            (its train/eval mode is left as it was).
+        images: ``(N, H, W, C)`` images (numpy; cast to float32).
+        labels: ``(N,)`` integer labels.
+        batch_size: images per step (the last batch is padded and masked).
+        transform: ``transform(images, p) -> images`` applied on device to each batch.
+        params: the values ``p`` of ``transform``'s second argument, required with it.
+        mesh: a 1-D ``"data"`` mesh (default :func:`data_mesh`).
+
+    Returns:
+        ``{"loss": mean cross-entropy, "accuracy": fraction correct}`` (Python floats), or a
+        list of them, one per ``p`` in ``params``.
+
+    Raises:
+        ValueError: images not ``(N, H, W, C)``, labels not ``(N,)``, or ``transform`` without
+            ``params``.
+
+    Example:
+        A classifier with zero weights predicts class 0 with loss ``log(3)``:
+
+        >>> import numpy as np
+        >>> from flax import nnx
+        >>> from equilib.training import evaluate
+        >>> model = nnx.Sequential(lambda x: x.reshape(x.shape[0], -1),
+        ...                        nnx.Linear(16, 3, kernel_init=nnx.initializers.zeros, rngs=nnx.Rngs(0)))
+        >>> images, labels = np.ones((6, 4, 4, 1), np.float32), np.array([0, 0, 1, 2, 0, 1])
+        >>> result = evaluate(model, images, labels, batch_size=4)
+        >>> round(result["loss"], 4), result["accuracy"]
+        (1.0986, 0.5)
+        >>> [r["accuracy"] for r in evaluate(model, images, labels, transform=lambda x, p: p * x,
+        ...                                  params=[0.0, 2.0])]
+        [0.5, 0.5]
     """
-    x, y = _check_data(images, labels, "images")
+    x, y = _check_data(images, labels, "images/labels")
     mesh = mesh or data_mesh()
     graphdef, state = _replicated_state(model, mesh)
     step = jax.jit(_make_eval_step(graphdef, transform))
@@ -375,7 +680,26 @@ def evaluate(model: nnx.Module, images, labels, *, batch_size: int = 1000,
 
 
 def predict(model: nnx.Module, images, *, batch_size: int = 1000, mesh: Mesh | None = None) -> np.ndarray:
-    """Logits ``(N, num_classes)`` of ``model`` in eval mode."""
+    """Logits ``(N, num_classes)`` of ``model`` in eval mode.
+
+    Args:
+        model: a Flax NNX classifier, images ``(B, H, W, C)`` -> logits ``(B, num_classes)``.
+        images: ``(N, H, W, C)`` images (numpy; cast to float32).
+        batch_size: images per step (the last batch is padded; the padding is dropped).
+        mesh: a 1-D ``"data"`` mesh (default :func:`data_mesh`).
+
+    Returns:
+        A float32 numpy array ``(N, num_classes)``.
+
+    Example:
+        >>> import numpy as np
+        >>> from flax import nnx
+        >>> from equilib.training import predict
+        >>> model = nnx.Sequential(lambda x: x.reshape(x.shape[0], -1), nnx.Linear(16, 3, rngs=nnx.Rngs(0)))
+        >>> logits = predict(model, np.ones((5, 4, 4, 1)), batch_size=4)
+        >>> logits.shape, logits.dtype
+        ((5, 3), dtype('float32'))
+    """
     x = np.asarray(images, np.float32)
     mesh = mesh or data_mesh()
     graphdef, state = _replicated_state(model, mesh)

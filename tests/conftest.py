@@ -1,8 +1,23 @@
 import os
 
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+# Strict JAX for the whole suite, set through the environment before jax is imported so that the
+# subprocesses the tests start (tutorials, demo, experiments) run under the same rules:
+# * rank promotion raises: broadcasting (B, H, W, C) against (C, G) silently is how layout bugs
+#   hide, so every broadcast between different ranks is written out (`x[..., None]`);
+# * a NaN produced by any operation raises FloatingPointError where it is produced.
+# `JAX_DEBUG_NANS=0 pytest ...` turns the second off for a quick local run.
+os.environ.setdefault("JAX_NUMPY_RANK_PROMOTION", "raise")
+os.environ.setdefault("JAX_DEBUG_NANS", "true")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# The environment variables above are read when jax is first imported; a plugin may have imported
+# it already, so set the flags explicitly too.
+jax.config.update("jax_numpy_rank_promotion", os.environ["JAX_NUMPY_RANK_PROMOTION"])
+jax.config.update("jax_debug_nans", os.environ["JAX_DEBUG_NANS"].lower() in ("1", "true", "yes", "on"))
 
 # Deterministic property tests: the same examples on every run and machine.
 settings.register_profile(
@@ -14,3 +29,4 @@ settings.load_profile("equilib")
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+

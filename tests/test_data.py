@@ -4,6 +4,7 @@ MNIST-rot / MNIST-scale regeneration and caching, the batch iterator."""
 import gzip
 import hashlib
 import json
+import os
 import urllib.error
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from equilib import data
 from equilib.data import _mnist
 
 NAMES = tuple(_mnist.MNIST_SHA256)
-REAL_DIR = data.mnist_dir()  # $EQUILIB_DATA_DIR/mnist, else ~/.cache/equilib/mnist
+REAL_DIR = data.mnist_dir()  # $EQUILIB_DATA_DIR/mnist (absolute, even if the variable is not), else ~/.cache/...
 HAVE_MNIST = all((REAL_DIR / (n + ".gz")).is_file() or (REAL_DIR / n).is_file() for n in NAMES)
 needs_mnist = pytest.mark.skipif(
     not HAVE_MNIST, reason=f"real MNIST not found in {REAL_DIR} (set EQUILIB_DATA_DIR to the folder "
@@ -89,6 +90,47 @@ def test_data_dir_resolution(tmp_path, monkeypatch):
     monkeypatch.delenv("EQUILIB_DATA_DIR")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert data.mnist_dir() == tmp_path / "home" / ".cache" / "equilib" / "mnist"
+
+
+def test_relative_dirs_are_resolved_against_the_current_directory(tmp_path, monkeypatch):
+    # the README's command sets EQUILIB_DATA_DIR=../shared/data: a relative path
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setenv("EQUILIB_DATA_DIR", "../shared/data")
+    monkeypatch.setenv("EQUILIB_CACHE_DIR", "cache")
+    assert data.mnist_dir() == tmp_path / "shared" / "data" / "mnist"
+    assert data.mnist_dir("m") == tmp_path / "work" / "m"
+    assert data.cache_dir() == tmp_path / "work" / "cache"
+    assert data.cache_dir("../c") == tmp_path / "c"
+    for d in (data.mnist_dir(), data.mnist_dir("m"), data.cache_dir()):
+        assert d.is_absolute() and d.as_uri().startswith("file:///")  # a mirror URL can be made from it
+    # resolved when called: a later chdir does not move a folder already resolved
+    resolved = data.mnist_dir()
+    monkeypatch.chdir(tmp_path)
+    assert resolved == tmp_path / "shared" / "data" / "mnist"
+    assert data.mnist_dir() == tmp_path.parent / "shared" / "data" / "mnist"
+
+
+def test_relative_data_dir_downloads_and_loads(tmp_path, tiny, monkeypatch):
+    arrays, raw = tiny
+    write_dir(tmp_path / "src", raw)
+    monkeypatch.chdir(tmp_path)
+    assert data.download_mnist("target", mirrors=[mirror(tmp_path / "src")]) == tmp_path / "target"
+    monkeypatch.setenv("EQUILIB_DATA_DIR", ".")
+    write_dir(tmp_path / "mnist", raw)
+    x, y = data.mnist("test", download=False)
+    np.testing.assert_array_equal(x, arrays["t10k-images-idx3-ubyte"])
+    x, y = data.mnist("train", "target", download=False)
+    np.testing.assert_array_equal(y, [0, 1, 2, 3, 4, 5])
+
+
+@needs_mnist
+def test_real_mnist_through_a_relative_data_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EQUILIB_DATA_DIR", os.path.relpath(REAL_DIR.parent, tmp_path))
+    assert data.mnist_dir() == REAL_DIR
+    x, y = data.mnist("test", download=False)
+    assert x.shape == (10000, 28, 28) and np.bincount(y).tolist() == TEST_COUNTS
 
 
 def test_wrong_magic_raises(tmp_path, tiny):

@@ -1,5 +1,6 @@
 """Bad input gives a ValueError/TypeError naming the argument, what was expected and what came."""
 
+import jax
 import jax.numpy as jnp
 import pytest
 from flax import nnx
@@ -7,7 +8,9 @@ from flax import nnx
 from equilib import functional as F
 from equilib import linen as eqlinen
 from equilib import nn
-from equilib.groups import Cyclic, Dihedral
+from equilib.fields import FieldType
+from equilib.groups import O2, SO2, Cyclic, Dihedral
+from equilib.reps import regular_rep, trivial_rep
 from equilib.testing import equivariance_error
 
 C4, D4 = Cyclic(4), Dihedral(4)
@@ -18,7 +21,8 @@ def rngs():
 
 
 def test_wrong_rank():
-    with pytest.raises(ValueError, match=r"LiftingConv expects an input of rank 4 \(batch, H, W, C\), got shape \(9, 9, 3\)"):
+    with pytest.raises(ValueError,
+                       match=r"LiftingConv expects an input of rank 4 \(batch, H, W, C\), got shape \(9, 9, 3\)"):
         nn.LiftingConv(3, 4, 3, group=C4, rngs=rngs())(jnp.ones((9, 9, 3)))
     with pytest.raises(ValueError, match=r"GroupConv expects an input of rank 5 .* got shape \(1, 9, 9, 12\)"):
         nn.GroupConv(3, 4, 3, group=C4, rngs=rngs())(jnp.ones((1, 9, 9, 12)))
@@ -35,7 +39,8 @@ def test_channel_mismatch():
         nn.Conv(3, 4, 3, rngs=rngs())(jnp.ones((1, 9, 9, 1)))
     with pytest.raises(ValueError, match=r"`in_channels` \(=3\) does not match"):
         eqlinen.LiftingConv(3, 4, 3, group=C4).init(nnx.Rngs(0).params(), jnp.ones((1, 9, 9, 1)))
-    with pytest.raises(ValueError, match=r"`in_channels` \(=2\) does not match"):
+    # GroupBatchNorm's argument is `num_features`: the message names it
+    with pytest.raises(ValueError, match=r"`num_features` \(=2\) does not match the input's channel axis \(=3"):
         nn.GroupBatchNorm(2, group=C4, rngs=rngs())(jnp.ones((1, 9, 9, 3, 4)))
 
 
@@ -87,3 +92,52 @@ def test_bad_arguments():
         nn.GroupPool("sum")
     with pytest.raises(ValueError, match=r"`output` must be one of"):
         equivariance_error(lambda x: x, jnp.ones((1, 5, 5, 1)), C4, output="regulr")
+
+
+def test_valid_padding_on_an_input_smaller_than_the_kernel():
+    """It used to return an empty map silently: the layers and the functions raise, naming padding,
+    kernel_size and the input size."""
+    msg = r"padding='VALID' with kernel_size=5 needs an input of at least 5x5 pixels, got H=3, W=3"
+    with pytest.raises(ValueError, match="Conv: " + msg):
+        nn.Conv(1, 2, 5, padding="VALID", rngs=rngs())(jnp.ones((1, 3, 3, 1)))
+    with pytest.raises(ValueError, match="LiftingConv: " + msg):
+        nn.LiftingConv(1, 2, 5, group=C4, padding="VALID", rngs=rngs())(jnp.ones((1, 3, 3, 1)))
+    with pytest.raises(ValueError, match="GroupConv: " + msg):
+        nn.GroupConv(1, 2, 5, group=C4, padding="VALID", rngs=rngs())(jnp.ones((1, 3, 3, 1, 4)))
+    t = FieldType(C4, [trivial_rep(C4)])
+    with pytest.raises(ValueError, match="SteerableConv: " + msg):
+        nn.SteerableConv(t, t, 5, padding="VALID", rngs=rngs())(jnp.ones((1, 3, 3, 1)))
+    with pytest.raises(ValueError, match=r"ScaleLiftingConv: padding='VALID' with kernel_size=7"):
+        nn.ScaleLiftingConv(1, 2, 7, scales=(1.0, 1.2), padding="VALID", rngs=rngs())(jnp.ones((1, 6, 9, 1)))
+    with pytest.raises(ValueError, match=r"conv2d: padding='VALID' with kernel_size=\(3, 5\) .* got H=4, W=4"):
+        F.conv2d(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 5, 1, 2)), padding="VALID")
+    with pytest.raises(ValueError, match="conv2d: " + msg):
+        F.lifting_conv(jnp.ones((1, 3, 3, 1)), jnp.ones((5, 5, 1, 2)), C4, padding="VALID")
+    with pytest.raises(ValueError, match="conv2d: " + msg):
+        F.group_conv(jnp.ones((1, 3, 3, 1, 4)), jnp.ones((5, 5, 1, 4, 2)), C4, padding="VALID")
+    # the smallest valid input gives a 1x1 map, and "SAME" never raises
+    assert nn.Conv(1, 2, 5, padding="VALID", rngs=rngs())(jnp.ones((1, 5, 5, 1))).shape == (1, 1, 1, 2)
+    assert nn.Conv(1, 2, 5, rngs=rngs())(jnp.ones((1, 3, 3, 1))).shape == (1, 3, 3, 2)
+
+
+def test_continuous_group_in_a_regular_layer_points_to_steerable_layers():
+    msg = r"needs a finite group \(Trivial\(\), Cyclic\(n\), Dihedral\(n\)\).* got the continuous group SO2.* " \
+          r"use equilib.nn.SteerableConv"
+    with pytest.raises(TypeError, match="LiftingConv " + msg):
+        nn.LiftingConv(1, 4, 3, group=SO2(), rngs=rngs())
+    with pytest.raises(TypeError, match="GroupConv " + msg):
+        nn.GroupConv(1, 4, 3, group=SO2(), rngs=rngs())
+    with pytest.raises(TypeError, match="GroupBatchNorm " + msg.replace("SO2", "O2")):
+        nn.GroupBatchNorm(4, group=O2(), rngs=rngs())
+    with pytest.raises(TypeError, match="LiftingConv " + msg):
+        eqlinen.LiftingConv(1, 4, 3, group=SO2()).init(jax.random.key(0), jnp.ones((1, 5, 5, 1)))
+
+
+def test_rngs_is_required_and_keyword_only_for_layers_with_parameters():
+    t = FieldType(C4, [regular_rep(C4)])
+    for make in (lambda: nn.FieldBatchNorm(t), lambda: nn.NormNonlinearity(t),
+                 lambda: nn.GroupBatchNorm(2, group=C4), lambda: nn.SteerableConv(t, t, 3)):
+        with pytest.raises(TypeError, match="rngs"):
+            make()
+    with pytest.raises(TypeError):
+        nn.Conv(1, 2, 3, 1, rngs=rngs())  # stride is keyword-only

@@ -32,7 +32,8 @@ def test_expand_group_kernel_matches_naive_definition(G):
         ref = G.transform_group_axis(ref, h, axis=3)
         if G.is_exact:
             np.testing.assert_array_equal(w[..., h], ref)
-            np.testing.assert_array_equal(lift[..., h], G.transform_image(np.asarray(psi[:, :, :, 0, :]), h, axes=(0, 1)))
+            expected = G.transform_image(np.asarray(psi[:, :, :, 0, :]), h, axes=(0, 1))
+            np.testing.assert_array_equal(lift[..., h], expected)
         else:  # band-limited projection, then exactly permuted on the rot90 subgroup
             proj = w[..., 0]
             np.testing.assert_allclose(w[..., h], G.transform_group_axis(

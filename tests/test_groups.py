@@ -29,13 +29,13 @@ def test_matrices_and_regular_rep_are_homomorphisms(G):
     for a, b in itertools.product(range(G.order), repeat=2):
         ab = G.compose(a, b)
         np.testing.assert_allclose(G.matrix(a) @ G.matrix(b), G.matrix(ab), atol=1e-12)
-        np.testing.assert_array_equal(G.regular_representation(a) @ G.regular_representation(b),
-                                      G.regular_representation(ab))
+        np.testing.assert_array_equal(G.regular_matrix(a) @ G.regular_matrix(b),
+                                      G.regular_matrix(ab))
         # group-axis action composes the same way: a.(b.f) = (ab).f
         f = np.arange(G.order) * 10 + 3
         np.testing.assert_array_equal(
             G.transform_group_axis(G.transform_group_axis(f, b), a), G.transform_group_axis(f, ab))
-        np.testing.assert_array_equal(G.regular_representation(a) @ f, G.transform_group_axis(f, a))
+        np.testing.assert_array_equal(G.regular_matrix(a) @ f, G.transform_group_axis(f, a))
 
 
 def test_elements_order_and_names():

@@ -99,7 +99,8 @@ def test_bad_arguments():
         shift_consistency(_toy_predict, images, [(2, 1)], batch_size=0)
     with pytest.raises(ValueError, match=r"`images` must be a non-empty batch \(N, H, W, ...\), got shape \(6, 6\)"):
         shift_consistency(_toy_predict, images[0, ..., 0], [(2, 1)])
-    with pytest.raises(ValueError, match=r"`predict_fn` must return logits of shape \(3, num_classes\) .* got shape \(3,\) and dtype float32"):
+    with pytest.raises(ValueError, match=r"`predict_fn` must return logits of shape \(3, num_classes\) .* "
+                                         r"got shape \(3,\) and dtype float32"):
         shift_consistency(lambda x: np.asarray(x)[:, 0, 0, 0], images, [(2, 1)])
     with pytest.raises(TypeError, match=r"`predict_fn` must be callable, got int"):
         shift_consistency(3, images, [(2, 1)])

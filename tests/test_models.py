@@ -6,7 +6,7 @@ from flax import nnx
 
 from equilib import check_exact
 from equilib.groups import Cyclic, Dihedral
-from equilib.models import GCNN, P4CNN, P4CNNRotationPooling, P4MCNN, Z2CNN
+from equilib.models import GCNN, P4CNN, P4MCNN, Z2CNN, P4CNNRotationPooling
 from equilib.testing import assert_equivariant, equivariance_error
 from equilib.training import count_params
 

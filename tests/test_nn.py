@@ -9,7 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from equilib import nn
+from equilib._src.init import lecun_normal, variance_scaling
+from equilib.fields import FieldType
 from equilib.groups import Cyclic, Dihedral, Trivial
+from equilib.reps import regular_rep, trivial_rep
 from equilib.testing import assert_equivariant, equivariance_error
 
 
@@ -84,7 +87,7 @@ def test_negative_control_unpermuted_group_axis_fails():
     from equilib import functional as F
 
     def broken(z):
-        w = layer.weight[...]  # (K, K, C, |G|, O)
+        w = layer.kernel[...]  # (K, K, C, |G|, O)
         per_h = [G.transform_image(w, h, axes=(0, 1)) for h in range(G.order)]  # no permutation
         k = jnp.stack(per_h, axis=-1).reshape(3, 3, 2 * G.order, 3 * G.order)
         y = F.conv2d(z.reshape(z.shape[:3] + (-1,)), k)
@@ -117,7 +120,7 @@ def test_export_reproduces_modules(G, padding, stride):
     conv = nn.Conv(3, 5, 3, padding=padding, stride=stride, rngs=rngs)
     np.testing.assert_allclose(conv.export()(x), conv(x), rtol=1e-5, atol=1e-5)
     assert isinstance(gconv.export(), nnx.Conv)
-    assert gconv.kernel().shape == (3, 3, 4 * G.order, 2 * G.order)
+    assert gconv.expanded_kernel().shape == (3, 3, 4 * G.order, 2 * G.order)
 
 
 @pytest.mark.parametrize("G", [Cyclic(4), Dihedral(4), Cyclic(8)], ids=str)
@@ -142,8 +145,8 @@ def test_group_batch_norm_shares_statistics_over_the_group_axis():
     np.testing.assert_allclose(bn.mean[...], 0.1 * jnp.mean(x, axis=(0, 1, 2, 4)), rtol=1e-5)
     bn.eval()
     y_eval = bn(x)
-    np.testing.assert_allclose(y_eval, (x - bn.mean[...][:, None]) / jnp.sqrt(bn.var[...][:, None] + 1e-5),
-                               rtol=1e-4, atol=1e-4)
+    mean, var = np.asarray(bn.mean[...])[:, None], np.asarray(bn.var[...])[:, None]  # numpy broadcasts (C, 1)
+    np.testing.assert_allclose(y_eval, (np.asarray(x) - mean) / np.sqrt(var + 1e-5), rtol=1e-4, atol=1e-4)
     assert_equivariant(bn, x, G, input="regular", output="regular")
 
 
@@ -183,10 +186,10 @@ def test_train_step_changes_parameters_and_stays_equivariant():
         opt.update(model, grads)
         return loss
 
-    before = model.lift.weight[...].copy()
+    before = model.lift.kernel[...].copy()
     losses = [float(step(model, opt, x, labels)) for _ in range(5)]
     assert losses[-1] < losses[0]
-    assert not np.allclose(before, model.lift.weight[...])
+    assert not np.allclose(before, model.lift.kernel[...])
     model.eval()
     assert_equivariant(model, x, G, output="invariant")
 
@@ -195,11 +198,116 @@ def test_initialisation_is_seeded_and_works_traced():
     a = nn.GroupConv(3, 4, 3, group=Cyclic(4), rngs=nnx.Rngs(7))
     b = nn.GroupConv(3, 4, 3, group=Cyclic(4), rngs=nnx.Rngs(7))
     c = nn.GroupConv(3, 4, 3, group=Cyclic(4), rngs=nnx.Rngs(8))
-    np.testing.assert_array_equal(a.weight[...], b.weight[...])
-    assert not np.allclose(a.weight[...], c.weight[...])
-    assert float(jnp.max(jnp.abs(a.weight[...]))) <= 2 * np.sqrt(1 / (9 * 3 * 4)) / 0.8796 + 1e-6
+    np.testing.assert_array_equal(a.kernel[...], b.kernel[...])
+    assert not np.allclose(a.kernel[...], c.kernel[...])
+    assert float(jnp.max(jnp.abs(a.kernel[...]))) <= 2 * np.sqrt(1 / (9 * 3 * 4)) / 0.8796 + 1e-6
     # abstract construction (jit / eval_shape, as in sharded set-ups) traces the key
     abstract = nnx.eval_shape(lambda: nn.LiftingConv(3, 4, 3, group=Dihedral(4), rngs=nnx.Rngs(0)))
-    assert abstract.weight.shape == (3, 3, 3, 4)
+    assert abstract.kernel.shape == (3, 3, 3, 4)
     jitted = nnx.jit(lambda: nn.LiftingConv(3, 4, 3, group=Dihedral(4), rngs=nnx.Rngs(0)))()
-    assert 0.1 < float(jnp.std(jitted.weight[...])) < 0.3
+    assert 0.1 < float(jnp.std(jitted.kernel[...])) < 0.3
+
+
+# --- the layer scaffold: dtypes, initialisers, keys, Sequential ---------------------------------
+C4 = Cyclic(4)
+_T1, _TR = FieldType(C4, [trivial_rep(C4)] * 2), FieldType(C4, [regular_rep(C4)] * 2)
+DTYPE_LAYERS = {
+    "Conv": (lambda **kw: nn.Conv(2, 3, 3, **kw, rngs=nnx.Rngs(0)), (2, 7, 7, 2)),
+    "LiftingConv": (lambda **kw: nn.LiftingConv(2, 3, 3, group=C4, **kw, rngs=nnx.Rngs(0)), (2, 7, 7, 2)),
+    "GroupConv": (lambda **kw: nn.GroupConv(2, 3, 3, group=C4, **kw, rngs=nnx.Rngs(0)), (2, 7, 7, 2, 4)),
+    "SteerableConv": (lambda **kw: nn.SteerableConv(_T1, _TR, 3, **kw, rngs=nnx.Rngs(0)), (2, 7, 7, 2)),
+    "ScaleConv": (lambda **kw: nn.ScaleConv(2, 3, 7, scales=(1.0, 1.2), **kw, rngs=nnx.Rngs(0)), (2, 9, 9, 2, 2)),
+    "GroupBatchNorm": (lambda **kw: nn.GroupBatchNorm(2, group=C4, **kw, rngs=nnx.Rngs(0)), (2, 7, 7, 2, 4)),
+    "FieldBatchNorm": (lambda **kw: nn.FieldBatchNorm(_TR, kind="norm", **kw, rngs=nnx.Rngs(0)), (2, 7, 7, 8)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DTYPE_LAYERS))
+def test_input_dtypes_are_promoted_as_in_flax(name):
+    """bf16/uint8/int inputs with float32 parameters compute in float32 (they used to raise
+    "conv2d needs x and kernel of the same dtype"); ``dtype=`` sets the computation dtype."""
+    make, shape = DTYPE_LAYERS[name]
+    layer = make()
+    x = jnp.round(4 * jax.random.uniform(jax.random.key(0), shape))  # small integers: exact in every dtype
+    ref = layer(x)
+    for dt in (jnp.bfloat16, jnp.uint8, jnp.int32):
+        y = layer(x.astype(dt))
+        assert y.dtype == jnp.float32, dt
+        np.testing.assert_array_equal(y, ref)
+    y = make(dtype=jnp.bfloat16)(x)
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(y, np.float32), ref, rtol=0.05, atol=0.1)
+    half = make(param_dtype=jnp.bfloat16)
+    assert {v.dtype for _, v in nnx.to_flat_state(nnx.state(half, nnx.Param))} == {jnp.dtype(jnp.bfloat16)}
+    assert half(x.astype(jnp.bfloat16)).dtype == jnp.bfloat16
+    with jax.enable_x64(True):
+        y = layer(x.astype(jnp.float64))
+        assert y.dtype == jnp.float64
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_initialisers_honour_in_and_out_axis_as_jax():
+    """fan_in = product of the in_axis sizes x the receptive field, fan_out likewise, as
+    ``jax.nn.initializers.variance_scaling``; compared through the bound of a uniform draw."""
+    shape = (3, 3, 16, 8, 32)
+    for mode in ("fan_in", "fan_out", "fan_avg"):
+        for in_axis, out_axis in [((-3, -2), -1), (2, (3, 4)), (-2, 0)]:
+            ours = variance_scaling(1.0, mode, "uniform", in_axis, out_axis)(jax.random.key(0), shape)
+            ref = jax.nn.initializers.variance_scaling(1.0, mode, "uniform", in_axis, out_axis)(
+                jax.random.key(0), shape)
+            np.testing.assert_allclose(float(jnp.max(jnp.abs(ours))), float(jnp.max(jnp.abs(ref))), rtol=1e-3)
+    # the truncated normal of the layers: std within 2 % of sqrt(scale / fan_in)
+    w = lecun_normal(2.0, in_axis=(0, 1), out_axis=-1)(jax.random.key(1), (16, 10, 500))
+    np.testing.assert_allclose(float(jnp.std(w)), np.sqrt(2.0 / 160), rtol=0.02)
+
+
+def test_parameter_keys_are_drawn_as_documented():
+    """Each conv takes two keys from ``rngs`` (kernel, bias) as nnx.Conv; SteerableConv one (its
+    bias key is derived from the kernel's); the norms none: adding a layer moves the keys of the
+    layers built after it only by what it draws."""
+    def keys_left(make):
+        rngs = nnx.Rngs(0)
+        make(rngs)
+        return rngs.params()
+
+    def after(n):
+        rngs = nnx.Rngs(0)
+        for _ in range(n):
+            rngs.params()
+        return rngs.params()
+
+    same = lambda a, b: np.array_equal(jax.random.key_data(a), jax.random.key_data(b))
+    assert same(keys_left(lambda r: nn.Conv(1, 2, 3, rngs=r)), after(2))
+    assert same(keys_left(lambda r: nn.Conv(1, 2, 3, use_bias=False, rngs=r)), after(1))
+    assert same(keys_left(lambda r: nn.SteerableConv(_T1, _TR, 3, rngs=r)), after(1))
+    assert same(keys_left(lambda r: nn.GroupBatchNorm(2, group=C4, rngs=r)), after(0))
+    assert same(keys_left(lambda r: nn.FieldBatchNorm(_TR, rngs=r)), after(0))
+    # a random bias_init on SteerableConv gets its own (derived) key
+    conv = nn.SteerableConv(_T1, _TR, 3, bias_init=jax.nn.initializers.normal(1.0), rngs=nnx.Rngs(0))
+    assert float(jnp.abs(conv.bias[...]).sum()) > 0
+
+
+def test_sequential_ends_the_group_part_on_a_layer_property():
+    class Invariant(nnx.Module):  # a user's pooling layer: the output has no group axis
+        ends_group_axis = True
+
+        def __call__(self, x):
+            return jnp.max(x, axis=-1)
+
+    lift = nn.LiftingConv(1, 2, 3, group=C4, rngs=nnx.Rngs(0))
+    model = nn.Sequential(lift, Invariant(), nn.LiftingConv(2, 2, 3, group=Dihedral(4), rngs=nnx.Rngs(1)))
+    assert model(jnp.ones((1, 7, 7, 1))).shape == (1, 7, 7, 2, 8)
+    nn.Sequential(lift, nn.GlobalPool(), lambda v: v[:, None, None, :],
+                  nn.LiftingConv(2, 2, 1, group=Dihedral(4), rngs=nnx.Rngs(1)))
+    with pytest.raises(ValueError, match="built for group D4 but"):
+        nn.Sequential(lift, nn.LiftingConv(2, 2, 3, group=Dihedral(4), rngs=nnx.Rngs(1)))
+
+
+def test_field_batch_norm_kinds_are_classes():
+    from equilib.nn._steerable import FIELD_NORM_KINDS, InnerFieldNorm, NormFieldNorm
+
+    assert FIELD_NORM_KINDS == {"inner": InnerFieldNorm, "norm": NormFieldNorm}
+    assert isinstance(nn.FieldBatchNorm(_TR, kind="norm", rngs=nnx.Rngs(0)).spec, NormFieldNorm)
+    assert nn.FieldBatchNorm(_TR, rngs=nnx.Rngs(0)).kind == "inner"
+    with pytest.raises(ValueError, match=r"`kind` must be 'inner' or 'norm', got 'layer'"):
+        nn.FieldBatchNorm(_TR, kind="layer", rngs=nnx.Rngs(0))

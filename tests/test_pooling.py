@@ -123,7 +123,8 @@ def test_max_blur_pool_is_max_then_blur():
     x = _map(2, (16, 16), "plain")
     y = F.max_blur_pool(x)  # window 2, filter 3, stride 2, reflect: 16 -> 15 -> 8
     assert y.shape == (2, 8, 8, 3)
-    np.testing.assert_allclose(y, _blur_reference(nnx.max_pool(x, (2, 2), (1, 1)), 3, 2, "reflect"), rtol=1e-5, atol=1e-6)
+    expected = _blur_reference(nnx.max_pool(x, (2, 2), (1, 1)), 3, 2, "reflect")
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
     yc = F.max_blur_pool(x, 2, 4, 2, "circular")  # periodic max stage keeps the size: 16 -> 16 -> 8
     wrapped = jnp.pad(x, [(0, 0), (0, 1), (0, 1), (0, 0)], mode="wrap")
     np.testing.assert_allclose(yc, _blur_reference(nnx.max_pool(wrapped, (2, 2), (1, 1)), 4, 2, "circular"),
@@ -513,11 +514,14 @@ def test_bad_arguments_raise_clear_errors():
         F.max_pool(x, (2, 3))
     with pytest.raises(ValueError, match=r"`stride` must be an integer >= 1, got 0"):
         nn.AvgPool(2, 0)
-    with pytest.raises(ValueError, match=r"max_pool: `window` \(=5\) is larger than the input \(H=4\) with padding='VALID'"):
+    with pytest.raises(ValueError, match=r"max_pool: `window` \(=5\) is larger than the input \(H=4\) "
+                                         r"with padding='VALID'"):
         F.max_pool(jnp.ones((1, 4, 4, 1)), 5)
-    with pytest.raises(ValueError, match=r"`padding`='reflect' needs the pads \(3, 3\) of filter_size=7 to be smaller than the input \(H=3\)"):
+    with pytest.raises(ValueError, match=r"`padding`='reflect' needs the pads \(3, 3\) of filter_size=7 to be "
+                                         r"smaller than the input \(H=3\)"):
         F.blur_pool(jnp.ones((1, 3, 3, 1)), 7, 1)
-    with pytest.raises(ValueError, match=r"APSPool expects a plain map \(batch, H, W, C\) or a regular map .* got shape \(16, 16, 2\)"):
+    with pytest.raises(ValueError, match=r"APSPool expects a plain map \(batch, H, W, C\) or a regular map .* "
+                                         r"got shape \(16, 16, 2\)"):
         nn.APSPool()(jnp.ones((16, 16, 2)))
     with pytest.raises(ValueError, match=r"max_pool expects .* rank 4 or 5, got shape \(1, 2, 8, 8, 2, 4\)"):
         F.max_pool(jnp.ones((1, 2, 8, 8, 2, 4)))
@@ -529,7 +533,8 @@ def test_bad_arguments_raise_clear_errors():
         nn.GlobalPool("sum")
     with pytest.raises(ValueError, match=r"`group_mode` must be None or one of \('max', 'mean', 'norm'\), got 'l2'"):
         nn.GlobalPool(group_mode="l2")
-    with pytest.raises(ValueError, match=r"`group_mode` pools the group axis of a regular map .* expected group_mode=None"):
+    with pytest.raises(ValueError, match=r"`group_mode` pools the group axis of a regular map .* "
+                                         r"expected group_mode=None"):
         F.global_pool(x, group_mode="max")
     with pytest.raises(ValueError, match=r"`group_mode` must be None or one of .* got 'sum'"):
         F.global_pool(jnp.ones((1, 2, 2, 1, 4)), group_mode="sum")

@@ -132,8 +132,8 @@ def test_scale_conv_1x1_is_exact_and_pool(x, z):
     c = nn.ScaleConv1x1(2, 3, rngs=nnx.Rngs(0))
     c.bias[...] = jnp.array([0.1, -0.2, 0.3])
     assert scale_equivariance_error(c, z, SCALES, input="scale", steps=(1, -1)) < 1e-5
-    np.testing.assert_allclose(c(z), jnp.einsum("bhwcs,co->bhwos", z, c.weight[...]) + c.bias[...][:, None],
-                               rtol=1e-5, atol=1e-6)
+    expected = jnp.einsum("bhwcs,co->bhwos", z, c.kernel[...]) + c.bias[...][None, None, None, :, None]
+    np.testing.assert_allclose(c(z), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(nn.ScalePool()(z), jnp.max(z, -1))
     np.testing.assert_allclose(nn.ScalePool("mean")(z), jnp.mean(z, -1), rtol=1e-6)
     # pooling includes the boundary scales: the ScalePool docstring's measured 0.20
@@ -162,7 +162,7 @@ def test_functional_jit_vmap_grad(z):
     def direct(z, w):
         kern = jnp.einsum("yxbs,ckbo->sckyxo", basis, w)
         return jnp.stack([sum(F.conv2d(z[..., i + k], jnp.moveaxis(kern[i, :, k], 0, 2))
-                              for k in range(2) if i + k < 3) for i in range(3)], -1) + b[:, None]
+                              for k in range(2) if i + k < 3) for i in range(3)], -1) + b[None, None, None, :, None]
 
     np.testing.assert_allclose(eager, direct(z, w), rtol=1e-4, atol=1e-4)
     g = jax.grad(lambda w: jnp.sum(F.scale_lifting_conv(z[..., 0], w, basis) ** 2))(w[:, 0])
@@ -170,7 +170,7 @@ def test_functional_jit_vmap_grad(z):
     lift = nn.ScaleLiftingConv(2, 3, K, scales=SCALES, rngs=nnx.Rngs(0))
     np.testing.assert_allclose(nnx.jit(lambda m, x: m(x))(lift, z[..., 0]), lift(z[..., 0]),
                                rtol=1e-4, atol=1e-4)
-    assert lift.kernel().shape == (K, K, 2, 3, 3)
+    assert lift.expanded_kernel().shape == (K, K, 2, 3, 3)
 
 
 # --- initialisation -----------------------------------------------------------------------------
@@ -185,9 +185,9 @@ def test_initialisation_keeps_activation_variance_of_a_plain_conv():
         assert 0.75 < float(jnp.std(y)) / ref < 1.33
     a = nn.ScaleConv(3, 4, K, scales=SCALES, rngs=nnx.Rngs(7))
     b = nn.ScaleConv(3, 4, K, scales=SCALES, rngs=nnx.Rngs(7))
-    np.testing.assert_array_equal(a.weight[...], b.weight[...])
+    np.testing.assert_array_equal(a.kernel[...], b.kernel[...])
     abstract = nnx.eval_shape(lambda: nn.ScaleConv(3, 4, K, scales=SCALES, scale_size=2, rngs=nnx.Rngs(0)))
-    assert abstract.weight.shape == (3, 2, 10, 4)
+    assert abstract.kernel.shape == (3, 2, 10, 4)
 
 
 # --- bad input ----------------------------------------------------------------------------------

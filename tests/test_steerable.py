@@ -27,11 +27,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from equilib import FieldType, nn
+from equilib import FieldType, nn, reps
 from equilib import functional as F
 from equilib.groups import O2, SO2, Cyclic, Dihedral
-from equilib.testing import (assert_field_equivariant, field_equivariance_error, field_equivariance_errors,
-                             smooth_random)
+from equilib.testing import assert_field_equivariant, field_equivariance_error, field_equivariance_errors, smooth_random
 
 FIXTURES = Path(__file__).parent / "fixtures" / "escnn"
 C4, D4, C8, C16, D8, D16 = Cyclic(4), Dihedral(4), Cyclic(8), Cyclic(16), Dihedral(8), Dihedral(16)
@@ -46,12 +45,12 @@ def group_of(name):
 def rep_of(G, desc):
     desc = str(desc)
     if desc == "trivial":
-        return G.trivial_rep
+        return reps.trivial_rep(G)
     if desc == "regular":
-        return G.regular_rep
+        return reps.regular_rep(G)
     if desc == "quotient:flip":
-        return G.quotient_rep(Dihedral(1))
-    return G.irrep(*(int(v) for v in desc[6:].split(",")))
+        return reps.quotient_rep(G, Dihedral(1))
+    return reps.irrep(G, *(int(v) for v in desc[6:].split(",")))
 
 
 def x_of(ft, size=13, seed=0, batch=2):
@@ -62,7 +61,7 @@ def x_of(ft, size=13, seed=0, batch=2):
 @pytest.mark.parametrize("G", [C4, D4, C8, D8, SO2(), O2()], ids=str)
 def test_basis_satisfies_the_constraint_exactly_on_the_grid(G):
     """k(g d) = rho_out(g) k(d) rho_in(g)^T for the rot90 / mirror elements, for every irrep pair."""
-    irreps = G.irreps() if G.is_finite else G.irreps(3)
+    irreps = reps.irreps(G) if G.is_finite else reps.irreps(G, 3)
     els = [(q * math.pi / 2, f) for q in range(4) for f in range(2 if G.reflection else 1)]
     mover = Dihedral(4)
     for ro in irreps:
@@ -85,7 +84,7 @@ def test_kernel_space_dimensions_equal_escnn():
         _, name, k = key.split("_")
         G = group_of(name)
         ids = data[f"dims_{name}_ids"]
-        irreps = [G.irrep(int(j), int(kk)) if G.reflection else G.irrep(int(kk)) for j, kk in ids]
+        irreps = [reps.irrep(G, int(j), int(kk)) if G.reflection else reps.irrep(G, int(kk)) for j, kk in ids]
         ours = np.array([[F.rep_pair_basis(o, i, int(k[1:])).shape[0] for i in irreps] for o in irreps])
         np.testing.assert_array_equal(ours, data[key], err_msg=key)
         checked += 1
@@ -116,8 +115,8 @@ def _basis_matrix(basis):
 
 def test_expansion_matches_the_blocks():
     G = D4
-    tin = FieldType(G, [G.regular_rep, G.irrep(1, 1), G.trivial_rep, G.regular_rep])
-    tout = FieldType(G, [G.irrep(1, 0), G.regular_rep, G.irrep(1, 1), G.regular_rep])
+    tin = FieldType(G, [reps.regular_rep(G), reps.irrep(G, 1, 1), reps.trivial_rep(G), reps.regular_rep(G)])
+    tout = FieldType(G, [reps.irrep(G, 1, 0), reps.regular_rep(G), reps.irrep(G, 1, 1), reps.regular_rep(G)])
     basis = F.steerable_basis(tin, tout, 3)
     w = np.random.default_rng(0).standard_normal(basis.num_params).astype(np.float32)
     got = np.asarray(F.expand_steerable_kernel(jnp.asarray(w), basis)).ravel()
@@ -159,7 +158,7 @@ def test_regular_basis_is_a_band_limited_subspace_of_group_conv(G):
     default_rank = {("C4", 3): 24, ("C4", 5): 44, ("D4", 3): 48, ("D4", 5): 88}
     cases = ((3, None), (3, (0, 4))) + (((5, None), (5, (0, 4, 8))) if G == C4 else ())
     for k, cutoff in cases:
-        ft = FieldType(G, [G.regular_rep])
+        ft = FieldType(G, [reps.regular_rep(G)])
         s = _basis_matrix(F.steerable_basis(ft, ft, k, frequency_cutoff=cutoff))
         n = k * k * G.order
         eye = jnp.eye(n, dtype=jnp.float32).reshape(n, k, k, 1, G.order, 1)
@@ -172,18 +171,19 @@ def test_regular_basis_is_a_band_limited_subspace_of_group_conv(G):
 
 # --- SteerableConv: exact and approximate equivariance ------------------------------------------
 EXACT = [
-    ("C4 regular", C4, lambda G: [G.regular_rep] * 2, lambda G: [G.regular_rep] * 3, 3, 1, "SAME"),
-    ("C4 irreps", C4, lambda G: [G.trivial_rep, G.irrep(1), G.irrep(2)], lambda G: [G.irrep(1), G.regular_rep], 5, 1,
-     "SAME"),
-    ("D4 mixed", D4, lambda G: [G.trivial_rep, G.irrep(1, 1), G.quotient_rep(Dihedral(1)), G.regular_rep],
-     lambda G: [G.regular_rep, G.irrep(1, 0), G.irrep(0, 2), G.irrep(1, 1)], 3, 1, "SAME"),
-    ("D4 stride2 VALID", D4, lambda G: [G.regular_rep], lambda G: [G.regular_rep] * 2, 3, 2, "VALID"),
-    ("C8 regular (rot90)", C8, lambda G: [G.trivial_rep], lambda G: [G.regular_rep] * 2, 5, 1, "SAME"),
-    ("C16 regular (rot90)", C16, lambda G: [G.regular_rep], lambda G: [G.regular_rep], 5, 2, "SAME"),
-    ("SO2 irreps (rot90)", SO2(), lambda G: [G.irrep(0), G.irrep(1)], lambda G: [G.irrep(0), G.irrep(1), G.irrep(2)],
-     5, 1, "SAME"),
-    ("O2 irreps (D4)", O2(), lambda G: [G.irrep(0, 0), G.irrep(1, 1)],
-     lambda G: [G.irrep(1, 0), G.irrep(1, 1), G.irrep(1, 2)], 5, 1, "CIRCULAR"),
+    ("C4 regular", C4, lambda G: [reps.regular_rep(G)] * 2, lambda G: [reps.regular_rep(G)] * 3, 3, 1, "SAME"),
+    ("C4 irreps", C4, lambda G: [reps.trivial_rep(G), reps.irrep(G, 1), reps.irrep(G, 2)],
+     lambda G: [reps.irrep(G, 1), reps.regular_rep(G)], 5, 1, "SAME"),
+    ("D4 mixed", D4,
+     lambda G: [reps.trivial_rep(G), reps.irrep(G, 1, 1), reps.quotient_rep(G, Dihedral(1)), reps.regular_rep(G)],
+     lambda G: [reps.regular_rep(G), reps.irrep(G, 1, 0), reps.irrep(G, 0, 2), reps.irrep(G, 1, 1)], 3, 1, "SAME"),
+    ("D4 stride2 VALID", D4, lambda G: [reps.regular_rep(G)], lambda G: [reps.regular_rep(G)] * 2, 3, 2, "VALID"),
+    ("C8 regular (rot90)", C8, lambda G: [reps.trivial_rep(G)], lambda G: [reps.regular_rep(G)] * 2, 5, 1, "SAME"),
+    ("C16 regular (rot90)", C16, lambda G: [reps.regular_rep(G)], lambda G: [reps.regular_rep(G)], 5, 2, "SAME"),
+    ("SO2 irreps (rot90)", SO2(), lambda G: [reps.irrep(G, 0), reps.irrep(G, 1)],
+     lambda G: [reps.irrep(G, 0), reps.irrep(G, 1), reps.irrep(G, 2)], 5, 1, "SAME"),
+    ("O2 irreps (D4)", O2(), lambda G: [reps.irrep(G, 0, 0), reps.irrep(G, 1, 1)],
+     lambda G: [reps.irrep(G, 1, 0), reps.irrep(G, 1, 1), reps.irrep(G, 1, 2)], 5, 1, "CIRCULAR"),
 ]
 
 
@@ -203,12 +203,12 @@ def test_steerable_conv_is_exactly_equivariant_for_grid_elements(case):
 
 
 OFF_GRID = [
-    (C8, Cyclic(8), [1], lambda G: [G.regular_rep] * 2),
-    (C16, Cyclic(16), [1, 2], lambda G: [G.regular_rep] * 2),
-    (SO2(), Cyclic(12), [1], lambda G: [G.irrep(0), G.irrep(1), G.irrep(2)]),
-    (SO2(), Cyclic(16), [1, 2], lambda G: [G.irrep(0), G.irrep(1), G.irrep(2)]),
-    (O2(), Dihedral(8), [1, 9], lambda G: [G.irrep(0, 0), G.irrep(1, 1), G.irrep(1, 2)]),
-    (D8, Dihedral(8), [1, 9], lambda G: [G.regular_rep] * 2),
+    (C8, Cyclic(8), [1], lambda G: [reps.regular_rep(G)] * 2),
+    (C16, Cyclic(16), [1, 2], lambda G: [reps.regular_rep(G)] * 2),
+    (SO2(), Cyclic(12), [1], lambda G: [reps.irrep(G, 0), reps.irrep(G, 1), reps.irrep(G, 2)]),
+    (SO2(), Cyclic(16), [1, 2], lambda G: [reps.irrep(G, 0), reps.irrep(G, 1), reps.irrep(G, 2)]),
+    (O2(), Dihedral(8), [1, 9], lambda G: [reps.irrep(G, 0, 0), reps.irrep(G, 1, 1), reps.irrep(G, 1, 2)]),
+    (D8, Dihedral(8), [1, 9], lambda G: [reps.regular_rep(G)] * 2),
 ]
 
 
@@ -217,7 +217,7 @@ def test_steerable_conv_off_grid_angles_on_smooth_inputs(case):
     """Two stacked 5x5 convs, smooth input, disk mask 0.6: measured <= 0.079 (see module doc);
     documented tolerance 0.1. A plain conv gives ~0.3-1 (negative control below)."""
     G, tested, els, fout = case
-    tin, tout = FieldType(G, [G.trivial_rep]), FieldType(G, fout(G))
+    tin, tout = FieldType(G, [reps.trivial_rep(G)]), FieldType(G, fout(G))
     x = np.asarray(smooth_random(jax.random.key(0), (2, 33, 33, 1), sigma=1.5))
     c1 = nn.SteerableConv(tin, tout, 5, rngs=nnx.Rngs(1))
     c2 = nn.SteerableConv(tout, tout, 5, rngs=nnx.Rngs(2))
@@ -225,20 +225,20 @@ def test_steerable_conv_off_grid_angles_on_smooth_inputs(case):
 
 
 def test_negative_controls_fail():
-    tin, tout = FieldType(C8, [C8.trivial_rep]), FieldType(C8, [C8.regular_rep] * 2)
+    tin, tout = FieldType(C8, [reps.trivial_rep(C8)]), FieldType(C8, [reps.regular_rep(C8)] * 2)
     conv = nn.SteerableConv(tin, tout, 5, rngs=nnx.Rngs(0))
     x = np.asarray(smooth_random(jax.random.key(0), (1, 33, 33, 1), sigma=1.5))
     # 1. an unconstrained kernel of the same shape
-    free = np.asarray(jax.random.normal(jax.random.key(1), conv.kernel().shape)) * 0.2
+    free = np.asarray(jax.random.normal(jax.random.key(1), conv.expanded_kernel().shape)) * 0.2
     plain = lambda z: F.conv2d(jnp.asarray(z), jnp.asarray(free))
     with pytest.raises(AssertionError, match="not C8-equivariant"):
         assert_field_equivariant(plain, x, tin, tout, elements=[2])
     assert field_equivariance_error(plain, x, tin, tout, elements=[1]) > 0.3
     # 2. the right kernel but the wrong output type (frequency 1 read as frequency 2)
-    s1, s2 = FieldType(SO2(), [SO2().irrep(1)]), FieldType(SO2(), [SO2().irrep(2)])
-    c = nn.SteerableConv(FieldType(SO2(), [SO2().trivial_rep]), s1, 5, rngs=nnx.Rngs(0))
+    s1, s2 = FieldType(SO2(), [reps.irrep(SO2(), 1)]), FieldType(SO2(), [reps.irrep(SO2(), 2)])
+    c = nn.SteerableConv(FieldType(SO2(), [reps.trivial_rep(SO2())]), s1, 5, rngs=nnx.Rngs(0))
     with pytest.raises(AssertionError, match="not SO2-equivariant"):
-        assert_field_equivariant(c, x, FieldType(SO2(), [SO2().trivial_rep]), s2, group=C4)
+        assert_field_equivariant(c, x, FieldType(SO2(), [reps.trivial_rep(SO2())]), s2, group=C4)
     # 3. an elementwise ReLU on an irrep field (which PointwiseNonlinearity refuses)
     z = x_of(s1, size=9)
     with pytest.raises(AssertionError):
@@ -302,10 +302,10 @@ def test_mnist_equivariance_no_worse_than_escnn():
 @pytest.mark.parametrize("padding,stride", [("SAME", 1), ("VALID", 2), ("CIRCULAR", 1)])
 def test_kernel_and_export_reproduce_the_layer(padding, stride):
     G = D4
-    tin = FieldType(G, [G.trivial_rep, G.irrep(1, 1), G.regular_rep])
-    tout = FieldType(G, [G.regular_rep, G.irrep(1, 0), G.trivial_rep, G.irrep(1, 1)])
+    tin = FieldType(G, [reps.trivial_rep(G), reps.irrep(G, 1, 1), reps.regular_rep(G)])
+    tout = FieldType(G, [reps.regular_rep(G), reps.irrep(G, 1, 0), reps.trivial_rep(G), reps.irrep(G, 1, 1)])
     conv = nn.SteerableConv(tin, tout, 3, stride=stride, padding=padding, rngs=nnx.Rngs(0))
-    assert conv.kernel().shape == (3, 3, tin.size, tout.size)
+    assert conv.expanded_kernel().shape == (3, 3, tin.size, tout.size)
     # bias: one per trivial irrep of the outputs (regular: 1, trivial: 1), constant on regular fields
     assert conv.bias.shape == (2,)
     conv.bias[...] = jnp.array([0.5, -2.0])
@@ -317,20 +317,20 @@ def test_kernel_and_export_reproduce_the_layer(padding, stride):
     exported = conv.export()
     assert isinstance(exported, nnx.Conv)
     np.testing.assert_allclose(exported(x), y, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(F.steerable_conv(x, conv.weight[...], conv.basis, stride=stride, padding=padding,
+    np.testing.assert_allclose(F.steerable_conv(x, conv.kernel[...], conv.basis, stride=stride, padding=padding,
                                                 bias=conv.bias[...]), y, rtol=1e-5, atol=1e-5)
 
 
 def test_initialisation_is_seeded_and_keeps_activation_variance():
     G = C8
-    t = FieldType(G, [G.regular_rep] * 4)
+    t = FieldType(G, [reps.regular_rep(G)] * 4)
     a, b = nn.SteerableConv(t, t, 5, rngs=nnx.Rngs(3)), nn.SteerableConv(t, t, 5, rngs=nnx.Rngs(3))
-    np.testing.assert_array_equal(a.weight[...], b.weight[...])
+    np.testing.assert_array_equal(a.kernel[...], b.kernel[...])
     x = np.asarray(jax.random.normal(jax.random.key(0), (8, 24, 24, t.size)))
     ratio = float(jnp.std(a(x))) / float(jnp.std(nn.Conv(t.size, t.size, 5, rngs=nnx.Rngs(1))(x)))
     assert 0.6 < ratio < 1.5
     abstract = nnx.eval_shape(lambda: nn.SteerableConv(t, t, 5, rngs=nnx.Rngs(0)))
-    assert abstract.weight.shape == a.weight.shape
+    assert abstract.kernel.shape == a.kernel.shape
 
 
 def test_build_time_of_the_six_layer_c16_stack():
@@ -338,10 +338,10 @@ def test_build_time_of_the_six_layer_c16_stack():
     conv + batch norm + ELU). Measured on the shared 2-core CPU: ~0.1 s with cached bases, ~0.35 s
     cold (escnn: 16.4 s). Asserted < 2 s to stay robust on a loaded machine."""
     def build(seed):
-        rngs, t, layers = nnx.Rngs(seed), FieldType(C16, [C16.trivial_rep]), []
+        rngs, t, layers = nnx.Rngs(seed), FieldType(C16, [reps.trivial_rep(C16)]), []
         for w, k in zip((24, 32, 36, 36, 64, 96), (7, 5, 5, 5, 5, 5)):
-            out = FieldType(C16, [C16.regular_rep] * w)
-            layers += [nn.SteerableConv(t, out, k, rngs=rngs), nn.FieldBatchNorm(out),
+            out = FieldType(C16, [reps.regular_rep(C16)] * w)
+            layers += [nn.SteerableConv(t, out, k, rngs=rngs), nn.FieldBatchNorm(out, rngs=rngs),
                        nn.PointwiseNonlinearity(out, "elu")]
             t = out
         return nn.FieldSequential(*layers)
@@ -358,11 +358,11 @@ def test_build_time_of_the_six_layer_c16_stack():
 
 
 def test_conv_errors_name_the_argument():
-    t4 = FieldType(C4, [C4.regular_rep])
+    t4 = FieldType(C4, [reps.regular_rep(C4)])
     with pytest.raises(TypeError, match=r"`in_type` must be an equilib.fields.FieldType, got int"):
         nn.SteerableConv(4, t4, 3, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"`in_type` is a field type of C4 but `out_type` of D4"):
-        nn.SteerableConv(t4, FieldType(D4, [D4.regular_rep]), 3, rngs=nnx.Rngs(0))
+        nn.SteerableConv(t4, FieldType(D4, [reps.regular_rep(D4)]), 3, rngs=nnx.Rngs(0))
     conv = nn.SteerableConv(t4, t4, 3, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"SteerableConv: `x` has 8 channels but its field type "
                                          r"FieldType\(C4, \[1xregular\], size=4\) has size 4"):
@@ -374,14 +374,15 @@ def test_conv_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"output field 1 \(irrep\(5\) of SO2, frequencies \[5\]\) gets no kernel "
                                          r"from `in_type` \(frequencies \[0\]\) with kernel_size=5: the basis is "
                                          r"band-limited to angular frequency 2"):
-        nn.SteerableConv(FieldType(s, [s.trivial_rep]), FieldType(s, [s.irrep(1), s.irrep(5)]), 5, rngs=nnx.Rngs(0))
+        nn.SteerableConv(FieldType(s, [reps.trivial_rep(s)]), FieldType(s, [reps.irrep(s, 1), reps.irrep(s, 5)]), 5,
+                         rngs=nnx.Rngs(0))
     # a kernel too small for any nontrivial basis: 1x1 from a scalar to frequency 1
     with pytest.raises(ValueError, match=r"kernel_size=1 is too small for the requested basis \(rings at \[0.0\]"):
-        nn.SteerableConv(FieldType(s, [s.trivial_rep]), FieldType(s, [s.irrep(1)]), 1, rngs=nnx.Rngs(0))
+        nn.SteerableConv(FieldType(s, [reps.trivial_rep(s)]), FieldType(s, [reps.irrep(s, 1)]), 1, rngs=nnx.Rngs(0))
     # no kernel at any band limit
     o = O2()
     with pytest.raises(ValueError, match=r"no equivariant kernel exists between these representations"):
-        nn.SteerableConv(FieldType(o, [o.trivial_rep]), FieldType(o, [o.irrep(1, 0)]), 5, rngs=nnx.Rngs(0))
+        nn.SteerableConv(FieldType(o, [reps.trivial_rep(o)]), FieldType(o, [reps.irrep(o, 1, 0)]), 5, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"`rings` must lie in \[0, 1.414\] .* kernel_size=3 kernel\), got \[0.0, "
                                          r"2.0\]; use a larger kernel_size"):
         nn.SteerableConv(t4, t4, 3, rings=(0, 2), rngs=nnx.Rngs(0))
@@ -391,7 +392,7 @@ def test_conv_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"layer 2 \(SteerableConv\) expects in_type FieldType\(C4, \[2xregular\], "
                                          r"size=8\) but layer 0 \(SteerableConv\) outputs FieldType\(C4, "
                                          r"\[1xregular\], size=4\)"):
-        t8 = FieldType(C4, [C4.regular_rep] * 2)
+        t8 = FieldType(C4, [reps.regular_rep(C4)] * 2)
         nn.FieldSequential(conv, jax.nn.relu, nn.SteerableConv(t8, t4, 3, rngs=nnx.Rngs(0)))
 
 
@@ -419,22 +420,22 @@ def _exact_and_off_grid(fn, tin, tout, x, exact_group, off=None):
 
 
 def test_pointwise_and_gated_nonlinearities():
-    t = FieldType(D4, [D4.regular_rep, D4.trivial_rep, D4.quotient_rep(Dihedral(1))])
+    t = FieldType(D4, [reps.regular_rep(D4), reps.trivial_rep(D4), reps.quotient_rep(D4, Dihedral(1))])
     x = x_of(t, size=9)
     layer = nn.PointwiseNonlinearity(t, "elu")
     _exact_and_off_grid(layer, t, t, x, D4)
     np.testing.assert_allclose(_run(layer, x), jax.nn.elu(x), rtol=1e-6)
     s = SO2()
-    tg = FieldType(s, [s.trivial_rep, s.trivial_rep, s.irrep(1), s.irrep(3)])
+    tg = FieldType(s, [reps.trivial_rep(s), reps.trivial_rep(s), reps.irrep(s, 1), reps.irrep(s, 3)])
     gated = nn.GatedNonlinearity(tg)
-    assert gated.out_type == FieldType(s, [s.irrep(1), s.irrep(3)])
+    assert gated.out_type == FieldType(s, [reps.irrep(s, 1), reps.irrep(s, 3)])
     x = x_of(tg, size=9)
     y = _run(gated, x)
     np.testing.assert_allclose(y[..., :2], x[..., 2:4] * jax.nn.sigmoid(x[..., :1]), rtol=1e-6)
     _exact_and_off_grid(gated, tg, gated.out_type, x, C4, (Cyclic(16), [1, 3], 1e-5))
-    tg2 = FieldType(s, [s.irrep(1), s.trivial_rep, s.trivial_rep, s.irrep(3)])
+    tg2 = FieldType(s, [reps.irrep(s, 1), reps.trivial_rep(s), reps.trivial_rep(s), reps.irrep(s, 3)])
     relabelled = nn.GatedNonlinearity(tg2, gates=["gated", "gate", "gate", "gated"])
-    assert relabelled.out_type == FieldType(s, [s.irrep(1), s.irrep(3)])
+    assert relabelled.out_type == FieldType(s, [reps.irrep(s, 1), reps.irrep(s, 3)])
     x2 = x_of(tg2, size=5)
     np.testing.assert_allclose(_run(relabelled, x2)[..., 2:], x2[..., 4:6] * jax.nn.sigmoid(x2[..., 3:4]), rtol=1e-6)
     with pytest.raises(ValueError, match=r"gate field 2 of `in_type` must be trivial \(size 1\), got irrep\(1\)"):
@@ -443,69 +444,71 @@ def test_pointwise_and_gated_nonlinearities():
 
 def test_norm_nonlinearity_and_fourier_pointwise():
     s, o = SO2(), O2()
-    t = FieldType(s, [s.irrep(0), s.irrep(1), s.irrep(2), s.irrep(1)])
+    t = FieldType(s, [reps.irrep(s, 0), reps.irrep(s, 1), reps.irrep(s, 2), reps.irrep(s, 1)])
     x = x_of(t, size=9)
     for fn in ("n_relu", "n_sigmoid"):
-        layer = nn.NormNonlinearity(t, fn)
+        layer = nn.NormNonlinearity(t, fn, rngs=nnx.Rngs(0))
         layer.bias[...] = jnp.array([0.1, 0.5, 1.0, 0.2])
         _exact_and_off_grid(layer, t, t, x, C4, (Cyclic(12), [1], 1e-5))
-    squash = nn.NormNonlinearity(t, "squash", use_bias=False)
+    squash = nn.NormNonlinearity(t, "squash", use_bias=False, rngs=nnx.Rngs(0))
     norms_in = np.linalg.norm(x[..., 1:3], axis=-1)
     np.testing.assert_allclose(np.linalg.norm(_run(squash, x)[..., 1:3], axis=-1), norms_in / (1 + norms_in),
                                rtol=1e-5)
     # Fourier: SO(2) band-limited regular fields sampled at 12 angles (exact for rot90 and 30 deg)
-    tf = FieldType(s, [s.bandlimited_regular_rep(2)] * 2)
+    tf = FieldType(s, [reps.bandlimited_regular_rep(s, 2)] * 2)
     four = nn.FourierPointwise(tf, "elu", samples=12)
     x = x_of(tf, size=9)
     _exact_and_off_grid(four, tf, tf, x, C4, (Cyclic(12), [1, 2], 1e-5))
     errs = field_equivariance_errors(four, x, tf, tf, group=Cyclic(16), elements=[1])  # between samples
     assert 1e-4 < errs[1] < 0.3
     # O(2) and finite regular fields
-    to = FieldType(o, [o.bandlimited_regular_rep(1)])
+    to = FieldType(o, [reps.bandlimited_regular_rep(o, 1)])
     _exact_and_off_grid(nn.FourierPointwise(to, "relu", samples=8), to, to, x_of(to, size=9), D4,
                         (Dihedral(8), [1, 9], 1e-5))
-    tr = FieldType(C8, [C8.regular_rep])
+    tr = FieldType(C8, [reps.regular_rep(C8)])
     xr = x_of(tr, size=9)
     np.testing.assert_allclose(_run(nn.FourierPointwise(tr, "relu"), xr), jax.nn.relu(xr), atol=1e-5)
 
 
 def test_field_batch_norm():
-    t = FieldType(D4, [D4.regular_rep] * 2 + [D4.trivial_rep])
+    t = FieldType(D4, [reps.regular_rep(D4)] * 2 + [reps.trivial_rep(D4)])
     x = 2.0 + 3.0 * x_of(t, size=7, batch=4)
-    bn = nn.FieldBatchNorm(t, momentum=0.9)
+    bn = nn.FieldBatchNorm(t, momentum=0.9, rngs=nnx.Rngs(0))
     y = _run(bn, x)
     np.testing.assert_allclose(y[..., :8].mean(), 0.0, atol=1e-5)
     np.testing.assert_allclose(y[..., :8].std(), 1.0, atol=1e-3)
     assert bn.mean.shape == (3,)
-    _exact_and_off_grid(nn.FieldBatchNorm(t), t, t, x, D4)  # training mode: batch statistics
+    _exact_and_off_grid(nn.FieldBatchNorm(t, rngs=nnx.Rngs(0)), t, t, x, D4)  # training mode: batch statistics
     bn.eval()
     _exact_and_off_grid(bn, t, t, x, D4)
     # norm batch norm: any field type; the mean only on invariant directions
     s = SO2()
-    tn = FieldType(s, [s.irrep(0), s.irrep(1), s.irrep(2), s.bandlimited_regular_rep(1)])
+    tn = FieldType(s, [reps.irrep(s, 0), reps.irrep(s, 1), reps.irrep(s, 2), reps.bandlimited_regular_rep(s, 1)])
     xn = 1.0 + x_of(tn, size=7, batch=4)
-    bnn = nn.FieldBatchNorm(tn, kind="norm")
+    bnn = nn.FieldBatchNorm(tn, kind="norm", rngs=nnx.Rngs(0))
     assert bnn.bias.shape == (2,)  # one per trivial irrep
     yn = _run(bnn, xn)
     np.testing.assert_allclose(yn[..., 0].mean(), 0.0, atol=1e-5)
     np.testing.assert_allclose((yn[..., 1:3] ** 2).sum(-1).mean() / 2, 1.0, rtol=1e-3)
-    _exact_and_off_grid(nn.FieldBatchNorm(tn, kind="norm"), tn, tn, xn, C4, (Cyclic(12), [1], 1e-5))
+    _exact_and_off_grid(nn.FieldBatchNorm(tn, kind="norm", rngs=nnx.Rngs(0)), tn, tn, xn, C4, (Cyclic(12), [1], 1e-5))
     # for regular fields the two kinds agree
-    tr = FieldType(C8, [C8.regular_rep] * 2)
+    tr = FieldType(C8, [reps.regular_rep(C8)] * 2)
     xr = x_of(tr, size=7, batch=3) + 1.0
-    np.testing.assert_allclose(_run(nn.FieldBatchNorm(tr), xr), _run(nn.FieldBatchNorm(tr, kind="norm"), xr), atol=1e-5)
+    np.testing.assert_allclose(_run(nn.FieldBatchNorm(tr, rngs=nnx.Rngs(0)), xr),
+                               _run(nn.FieldBatchNorm(tr, kind="norm", rngs=nnx.Rngs(0)), xr), atol=1e-5)
     with pytest.raises(ValueError, match=r"FieldBatchNorm\(kind='inner'\) needs fields whose representation "
-                                         r"permutes channels .* field 1 of `in_type` is irrep\(1\) of SO2; use kind='norm'"):
-        nn.FieldBatchNorm(tn)
+                                         r"permutes channels .* field 1 of `in_type` is irrep\(1\) of SO2; "
+                                         r"use kind='norm'"):
+        nn.FieldBatchNorm(tn, rngs=nnx.Rngs(0))
 
 
 def test_pooling_and_restriction():
-    t = FieldType(D4, [D4.regular_rep, D4.irrep(1, 1), D4.trivial_rep])
+    t = FieldType(D4, [reps.regular_rep(D4), reps.irrep(D4, 1, 1), reps.trivial_rep(D4)])
     x = x_of(t, size=9)
     npool = nn.NormPool(t)
-    assert npool.out_type == FieldType(D4, [D4.trivial_rep] * 3)
+    assert npool.out_type == FieldType(D4, [reps.trivial_rep(D4)] * 3)
     _exact_and_off_grid(npool, t, npool.out_type, x, D4)
-    tr = FieldType(D4, [D4.regular_rep, D4.quotient_rep(Dihedral(1))])
+    tr = FieldType(D4, [reps.regular_rep(D4), reps.quotient_rep(D4, Dihedral(1))])
     gpool = nn.FieldGroupPool(tr)
     xr = x_of(tr, size=9)
     np.testing.assert_allclose(_run(gpool, xr), np.stack([xr[..., :8].max(-1), xr[..., 8:].max(-1)], -1))
@@ -516,16 +519,16 @@ def test_pooling_and_restriction():
         nn.PointwiseNonlinearity(t)
     # D16 -> C16 restriction (the E(2)-CNN MNIST model): D16 layers, restrict, C16 layers
     rngs = nnx.Rngs(0)
-    t0 = FieldType(D16, [D16.trivial_rep])
-    t1 = FieldType(D16, [D16.regular_rep] * 2)
+    t0 = FieldType(D16, [reps.trivial_rep(D16)])
+    t1 = FieldType(D16, [reps.regular_rep(D16)] * 2)
     restrict = nn.Restrict(t1, C16)
-    t2 = FieldType(C16, [C16.regular_rep] * 2)
+    t2 = FieldType(C16, [reps.regular_rep(C16)] * 2)
     model = nn.FieldSequential(nn.SteerableConv(t0, t1, 5, rngs=rngs), nn.PointwiseNonlinearity(t1, "elu"), restrict,
                                nn.SteerableConv(restrict.out_type, t2, 5, rngs=rngs), nn.FieldGroupPool(t2))
     assert restrict.out_type.group == C16 and restrict.out_type.size == t1.size
     x = np.asarray(smooth_random(jax.random.key(0), (1, 21, 21, 1), sigma=1.5))
-    tg = FieldType(C16, [C16.trivial_rep])  # the input seen as a C16 field
-    out = FieldType(C16, [C16.trivial_rep] * 2)
+    tg = FieldType(C16, [reps.trivial_rep(C16)])  # the input seen as a C16 field
+    out = FieldType(C16, [reps.trivial_rep(C16)] * 2)
     _exact_and_off_grid(model, tg, out, x, C4, (C16, [1, 2], 0.1))
     # the D16 part is also mirror-equivariant
     assert_field_equivariant(lambda z: restrict(model.layers[1](model.layers[0](z))), x, t0, t1, group=D4)
@@ -535,12 +538,12 @@ def test_training_step_stays_equivariant():
     import optax
 
     G = C4
-    t0, t1 = FieldType(G, [G.trivial_rep]), FieldType(G, [G.regular_rep] * 3)
+    t0, t1 = FieldType(G, [reps.trivial_rep(G)]), FieldType(G, [reps.regular_rep(G)] * 3)
 
     class Net(nnx.Module):
         def __init__(self, rngs):
             self.conv = nn.SteerableConv(t0, t1, 3, rngs=rngs)
-            self.bn = nn.FieldBatchNorm(t1)
+            self.bn = nn.FieldBatchNorm(t1, rngs=rngs)
             self.act = nn.PointwiseNonlinearity(t1, "relu")
             self.pool = nn.FieldGroupPool(t1)
 

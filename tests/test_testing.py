@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from equilib.groups import Cyclic, Dihedral
-from equilib.testing import (assert_equivariant, assert_translation_equivariant, disk_mask,
-                             equivariance_errors, smooth_random, translation_errors)
+from equilib.testing import (
+    assert_equivariant,
+    assert_translation_equivariant,
+    disk_mask,
+    equivariance_errors,
+    smooth_random,
+    translation_errors,
+)
 
 
 def test_identity_and_pointwise_maps_are_equivariant():

@@ -118,4 +118,30 @@ class DocstringRoles(griffe.Extension):
     def _rewrite(self, obj, text: str) -> str:
         text = ROLE.sub(lambda m: self._link(obj, m), text)
         # reST literal blocks: "text::" + blank line + indented block -> "text:"
-        return re.sub(r"(\S)::\n(\s*\n)", r"\1:\n\2", text)
+        text = re.sub(r"(\S)::\n(\s*\n)", r"\1:\n\2", text)
+        return _fence_doctests(text)
+
+
+DOCTEST = re.compile(r"^([ \t]*)>>>")
+
+
+def _fence_doctests(text: str) -> str:
+    """Doctest blocks (a ``>>>`` line up to the next blank line) -> fenced ``pycon`` code.
+
+    An ``Example:`` section is Markdown to griffe, which would read ``>>>`` as nested block
+    quotes and a printed ``[0, 1][0]`` as a link."""
+    lines, out, i, fenced = text.split("\n"), [], 0, False
+    while i < len(lines):
+        if lines[i].lstrip().startswith("```"):
+            fenced = not fenced
+        match = None if fenced else DOCTEST.match(lines[i])
+        if match is None:
+            out.append(lines[i])
+            i += 1
+            continue
+        out.append(f"{match.group(1)}```pycon")
+        while i < len(lines) and lines[i].strip():
+            out.append(lines[i])
+            i += 1
+        out.append(f"{match.group(1)}```")
+    return "\n".join(out)

@@ -14,17 +14,28 @@
 # at the input sizes that break exactness.
 
 # %%
+import os
 import warnings
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from matplotlib.figure import Figure
 
 from equilib import Cyclic, Dihedral, ExactnessWarning, check_exact, nn
 from equilib.testing import assert_equivariant, equivariance_errors, smooth_random
 
 forward = nnx.jit(lambda model, x: model(x))
+# the figures go next to this page (docs/tutorials/figures/), or where the tests point
+FIGURES = Path(os.environ.get("EQUILIB_TUTORIAL_FIGURES") or Path(__file__).resolve().parent / "figures")
+
+
+def save(fig, name):
+    """Write a matplotlib ``Figure`` (drawn by Agg: no window opens) to ``FIGURES / name``."""
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURES / name, metadata={"Software": None})  # no version stamp in the file
 
 
 def letters(size=29):
@@ -78,6 +89,70 @@ err = float(jnp.linalg.norm(forward(lift, G.transform_image(x, g)) - G.transform
 print(f"lift(g.x) vs g.lift(x) for g = 1: relative error {err:.1e}")
 errors = equivariance_errors(lambda v: forward(lift, v), x, G, output="regular")
 print("all elements:", fmt(errors))
+
+# %% [markdown]
+# The picture: one output channel of the lifting conv on the letter F and on the F rotated by
+# 90 degrees, next to a plain `Conv` with the same filter (it computes the `h = 0` map only).
+
+# %% tags=["hide-input"]
+plain_conv = nn.Conv(1, 8, 3, rngs=nnx.Rngs(0))  # the same initial filter as `lift`'s h = 0
+inputs = [x[:1], G.transform_image(x[:1], g)]
+lifted = [np.asarray(forward(lift, v))[0] for v in inputs]  # (29, 29, 8, 4) each
+plain_maps = [np.asarray(forward(plain_conv, v))[0] for v in inputs]  # (29, 29, 8) each
+assert np.allclose(plain_maps[0], lifted[0][..., 0], atol=1e-6)
+o = int(np.argmax(lifted[0].std(axis=-1).mean(axis=(0, 1))))  # the channel whose 4 maps differ most
+c = slice(4, 25)  # rows and columns of the letter and a margin
+colors = ["tab:blue", "tab:orange", "tab:green", "tab:red"]  # one per filter orientation h
+perm = G.regular_permutation(g)  # bottom map h is the top map perm[h], rotated
+vmax = max(np.abs(maps[..., o, :]).max() for maps in lifted)
+
+fig = Figure(figsize=(12.8, 6.0), dpi=100)
+axes = fig.subplots(2, 6, gridspec_kw={"wspace": 0.08, "hspace": 0.42, "left": 0.05, "right": 0.93,
+                                      "top": 0.82, "bottom": 0.02})
+for r, name in enumerate(["input x", "rotated input g.x"]):
+    axes[r, 0].imshow(np.asarray(inputs[r])[0, c, c, 0], cmap="gray_r")
+    axes[r, 0].set_ylabel(name + ("\n(g: 90 deg)" if r else ""), fontsize=10)
+    axes[r, 1].imshow(plain_maps[r][c, c, o], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+    for h in range(G.order):
+        ax = axes[r, 2 + h]
+        im = ax.imshow(lifted[r][c, c, o, h], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        src = h if r == 0 else int(perm[h])  # which top map this one is, rotated
+        for side in ax.spines.values():
+            side.set_edgecolor(colors[src])
+            side.set_linewidth(3.5)
+        ax.set_title(f"h = {h}\nfilter rotated by {90 * h} deg" if r == 0 else f"h = {h}\n= rot90 of h = {src} above",
+                     fontsize=10)
+for side in axes[0, 1].spines.values():  # the plain conv's filter is h = 0's
+    side.set_edgecolor(colors[0])
+    side.set_linewidth(3.5)
+for side in axes[1, 1].spines.values():
+    side.set_edgecolor(colors[int(perm[0])])
+    side.set_linewidth(3.5)
+axes[0, 0].set_title("image", fontsize=10)
+axes[0, 1].set_title("plain conv\n(the filter of h = 0)", fontsize=10)
+axes[1, 1].set_title("plain conv: not rot90 of above\nbut of h = 3, a filter\nthe plain conv lacks", fontsize=10)
+for ax in axes.flat:
+    ax.set_xticks([])
+    ax.set_yticks([])
+fig.suptitle("Rotate the input by 90 deg: each orientation map rotates and the group axis cycles, h -> h + 1",
+             fontsize=13, y=0.985)
+fig.colorbar(im, ax=axes[:, 1:], fraction=0.015, pad=0.01, label="response")
+left, right = axes[0, 2].get_position(), axes[0, 5].get_position()
+fig.text((left.x0 + right.x1) / 2, 0.915, "C4 lifting conv: the |G| = 4 orientation maps of one channel",
+         ha="center", fontsize=11.5)
+save(fig, "02_rotation_lifting.png")
+
+# %% [markdown]
+# ![One channel of a C4 lifting conv and of a plain conv on the letter F (top) and on the F
+# rotated by 90 degrees (bottom); each bottom map is the top map of the same frame colour,
+# rotated](figures/02_rotation_lifting.png)
+#
+# Top row: the four orientation maps `h = 0..3` are the responses to the filter rotated by
+# 0, 90, 180 and 270 degrees; the frame colour marks the filter orientation. Bottom row, the F
+# rotated by 90 degrees: every map is a top map rotated by 90 degrees, moved one step along the
+# group axis (`h = 1` holds what `h = 0` held). Nothing is lost, only rotated and permuted.
+# The plain conv has the `h = 0` filter only: on the rotated F it gives the rotated response of
+# the `h = 3` filter, a map it could never have produced on the upright F.
 
 # %% [markdown]
 # ## The network

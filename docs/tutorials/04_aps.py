@@ -16,12 +16,16 @@
 # invariant to shifts *and* to rotations/mirrors at once.
 
 # %%
+import os
 import warnings
+from functools import partial
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from matplotlib.figure import Figure
 
 from equilib import Dihedral, ExactnessWarning, nn
 from equilib import functional as F
@@ -32,6 +36,14 @@ from equilib.testing import smooth_random, translation_errors
 # tutorial's plain CNNs are about shifts only.
 warnings.filterwarnings("ignore", category=ExactnessWarning, message="BlurPool")
 forward = nnx.jit(lambda model, x: model(x))
+# the figures go next to this page (docs/tutorials/figures/), or where the tests point
+FIGURES = Path(os.environ.get("EQUILIB_TUTORIAL_FIGURES") or Path(__file__).resolve().parent / "figures")
+
+
+def save(fig, name):
+    """Write a matplotlib ``Figure`` (drawn by Agg: no window opens) to ``FIGURES / name``."""
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURES / name, metadata={"Software": None})  # no version stamp in the file
 
 # %% [markdown]
 # ## The mechanism
@@ -80,10 +92,52 @@ pools = {
 nets = {name: Net(pool, rngs=nnx.Rngs(0)) for name, pool in pools.items()}
 x = smooth_random(jax.random.key(0), (4, 16, 16, 1), sigma=1.0)
 for name, net in nets.items():
-    errors = translation_errors(lambda v: forward(net, v), x, output="invariant")
+    errors = translation_errors(partial(forward, net), x, output="invariant")
     print(f"{name:13s} largest change of the logits over all {len(errors)} shifts: {max(errors.values()):.1e}")
     if name == "APS":
         assert max(errors.values()) < 1e-5
+
+# %% [markdown]
+# The picture: the ten logits of one image as it is shifted column by column, all the way round.
+
+# %% tags=["hide-input"]
+dxs = np.arange(17)  # 16 is a full turn: the unshifted image again
+batch = jnp.concatenate([jnp.roll(x[:1], int(dx), axis=2) for dx in dxs])  # (17, 16, 16, 1)
+fig = Figure(figsize=(14.0, 4.6), dpi=100)
+axes = fig.subplots(1, 4, gridspec_kw={"wspace": 0.3, "left": 0.05, "right": 0.875, "top": 0.84, "bottom": 0.14})
+for ax, (name, net), marker in zip(axes, nets.items(), "osD"):
+    logits = np.asarray(forward(net, batch))  # (17, 10)
+    ax.plot(dxs, logits, lw=1.5)
+    change = np.linalg.norm(logits - logits[0], axis=1) / np.linalg.norm(logits[0])
+    axes[3].semilogy(dxs[1:16], np.maximum(change[1:16], 1e-9), marker + "-", ms=4, label=name)
+    ax.set_title(f"{name}: the 10 logits", fontsize=11)
+    ax.set_ylabel("logit (one line per class)")
+    ax.set_xlabel("circular shift of the input (columns)")
+    ax.set_xticks(range(0, 17, 4))
+    ax.grid(alpha=0.3)
+axes[3].set_title("relative change of the logits", fontsize=11)
+axes[3].set_xlabel("circular shift of the input (columns)")
+axes[3].set_xticks(range(0, 17, 4))
+axes[3].set_xlim(0, 16)
+axes[3].axhspan(1e-9, 1e-6, color="0.9")
+axes[3].text(8, 3e-9, "float rounding", ha="center", va="center", fontsize=9)
+axes[3].set_ylim(1e-9, 1)
+axes[3].grid(alpha=0.3)
+axes[3].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=10, frameon=False)
+fig.suptitle("An untrained CNN with two stride-2 downsamplings, one 16x16 input shifted column by column",
+             fontsize=13, y=0.99)
+save(fig, "04_aps_logits_under_shifts.png")
+
+# %% [markdown]
+# ![The ten logits of a CNN against the circular shift of its input, for max-pooling, blur-pooling
+# and APS, and their relative change on a log scale: max-pooling's logits wander by up to 20%,
+# blur-pooling's by up to 2%, APS's stay flat, at float
+# rounding](figures/04_aps_logits_under_shifts.png)
+#
+# With max-pooling the logits wander as the input moves and return only at multiples of 4
+# pixels (two subsamplings by 2); blur-pooling changes them by about 2%, at odd shifts; APS
+# draws flat lines: the logits are the same for every shift, up to float rounding (an exact 0
+# sits on the bottom edge of the log scale).
 
 # %% [markdown]
 # The same in the terms of a classifier: `equilib.metrics.shift_consistency` gives the
@@ -94,7 +148,7 @@ for name, net in nets.items():
 images = smooth_random(jax.random.key(1), (64, 32, 32, 1), sigma=1.0)
 shifts = np.random.default_rng(0).integers(-8, 8, size=(16, 2))
 for name, net in nets.items():
-    consistency = shift_consistency(lambda v: forward(net, v), images, shifts)
+    consistency = shift_consistency(partial(forward, net), images, shifts)
     print(f"{name:13s} shift consistency {consistency:5.1f} %")
 
 # %% [markdown]

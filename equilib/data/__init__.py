@@ -5,6 +5,8 @@
   writes) if missing.
 * :func:`mnist_rot` / :func:`mnist_scale` regenerate the benchmark datasets from MNIST with a seed
   and cache them under ``$EQUILIB_CACHE_DIR`` (else ``~/.cache/equilib``).
+* :func:`mnist_dir` / :func:`cache_dir` say which folders those are; a relative path, given or
+  from the environment, is resolved against the current directory when they are called.
 * :class:`Batches` / :func:`epochs` iterate over arrays in (shuffled) mini-batches of device arrays.
 
 Images are uint8 ``(N, 28, 28)`` (add a channel axis for the layers: ``x[..., None]``), labels int32.

@@ -9,11 +9,14 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from equilib.data._mnist import MNIST_SHA256, _atomic_write, mnist
+from equilib._src.files import atomic_write, resolve_dir
+from equilib.data._mnist import MNIST_SHA256, mnist
 
 __all__ = ["mnist_rot", "mnist_scale", "cache_dir", "stratified_split", "RECIPES"]
 
@@ -21,7 +24,7 @@ SPLITS = ("train", "val", "test")
 SIZES = {"train": 10_000, "val": 2_000, "test": 50_000}
 
 # Bump a version whenever the bytes a recipe produces change; it is part of the cache key.
-RECIPES = {
+RECIPES: dict[str, dict[str, Any]] = {
     "mnist_rot": {"version": 1, "transform": "rotate", "low": 0.0, "high": 2.0 * math.pi,
                   "interpolation": "bilinear", "stream": 0x524F54},   # "ROT"
     "mnist_scale": {"version": 1, "transform": "rescale", "low": 0.3, "high": 1.0,
@@ -29,25 +32,55 @@ RECIPES = {
 }
 
 
-def cache_dir(cache_dir=None) -> Path:
-    """Where derived datasets are cached: ``cache_dir`` if given, else ``$EQUILIB_CACHE_DIR``,
-    else ``~/.cache/equilib``."""
-    if cache_dir is not None:
-        if not isinstance(cache_dir, (str, os.PathLike)):
-            raise TypeError(f"`cache_dir` must be a path (str or os.PathLike) or None, "
-                            f"got {type(cache_dir).__name__}")
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("EQUILIB_CACHE_DIR")
-    return Path(env).expanduser() if env else Path("~/.cache/equilib").expanduser()
+def cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where derived datasets are cached, as an absolute path.
+
+    ``cache_dir`` if given, else ``$EQUILIB_CACHE_DIR``, else ``~/.cache/equilib``; a relative
+    path is resolved against the current directory when this is called.
+
+    Args:
+      cache_dir: the cache folder, or None for the default.
+
+    Returns:
+      The absolute folder (created when something is first cached).
+
+    Raises:
+      TypeError: ``cache_dir`` is neither None nor a path.
+
+    Example:
+      >>> import os
+      >>> from equilib.data import cache_dir
+      >>> cache_dir("cache") == cache_dir(os.path.join(os.getcwd(), "cache"))
+      True
+    """
+    return resolve_dir(cache_dir, argument="cache_dir", env="EQUILIB_CACHE_DIR", default="~/.cache/equilib")
 
 
-def stratified_split(rng: np.random.Generator, labels: np.ndarray, sizes) -> list[np.ndarray]:
+def stratified_split(rng: np.random.Generator, labels: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
     """Disjoint random index sets of the given ``sizes`` whose class proportions match ``labels``.
 
     Class ``c`` (``m_c`` of ``n`` items) gets ``floor(size * m_c / n)`` items in each split plus
     one more for the classes with the largest remainders (ties to the lower class), so each
-    split's size is exact and every class count is within 1 of proportional. Each returned index
-    array is in random order. ``sum(sizes)`` may be less than ``len(labels)``.
+    split's size is exact and every class count is within 1 of proportional.
+
+    Args:
+      rng: the numpy generator that draws the split.
+      labels: ``(N,)`` class labels (any type ``numpy.unique`` sorts).
+      sizes: the size of each split; ``sum(sizes)`` may be less than ``N``.
+
+    Returns:
+      One int index array per split, each in random order, disjoint.
+
+    Raises:
+      ValueError: a size is negative or the sizes add up to more than ``N``.
+
+    Example:
+      >>> import numpy as np
+      >>> from equilib.data import stratified_split
+      >>> labels = np.array([0] * 6 + [1] * 4)
+      >>> a, b = stratified_split(np.random.default_rng(0), labels, [5, 5])
+      >>> np.bincount(labels[a]).tolist(), np.bincount(labels[b]).tolist(), set(a) & set(b)
+      ([3, 2], [3, 2], set())
     """
     labels = np.asarray(labels)
     n = labels.shape[0]
@@ -70,7 +103,7 @@ def stratified_split(rng: np.random.Generator, labels: np.ndarray, sizes) -> lis
                 short -= 1
         quota[s] = q
         left -= q
-    parts = [[] for _ in sizes]
+    parts: list[list[np.ndarray]] = [[] for _ in sizes]
     for ci, c in enumerate(classes):
         members = rng.permutation(np.flatnonzero(labels == c))
         start = 0
@@ -184,7 +217,7 @@ def _read_cache(path: Path, meta: dict):
 def _write_cache(path: Path, arrays: dict, meta: dict) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, meta=np.array(json.dumps({**meta, "sha256": _digest(arrays)})), **arrays)
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def _check_seed(seed) -> int:
@@ -214,26 +247,52 @@ def _derived(recipe: str, seed, data_dir, cache_dir_, cache: bool) -> dict:
     return {s: (arrays[f"x_{s}"], arrays[f"y_{s}"]) for s in SPLITS}
 
 
-_RETURNS = """
-    Returns ``{"train": (x, y), "val": (x, y), "test": (x, y)}`` with 10,000 / 2,000 / 50,000
-    examples; ``x`` uint8 ``(N, 28, 28)``, ``y`` int32 ``(N,)``. Deterministic per ``seed`` (any
-    int >= 0): the same seed gives identical bytes (generation runs on the CPU in float32, so
-    the bytes depend only on the seed, the recipe version and, in principle, the XLA CPU backend);
-    different seeds differ in split, order and transform.
+# The part of the two docstrings that is the same, appended to each below.
+_CONTRACT = """
+    Deterministic per ``seed``: the same seed gives identical bytes (generation runs on the CPU
+    in float32, so the bytes depend only on the seed, the recipe version and, in principle, the
+    XLA CPU backend); different seeds differ in split, order and transform.
 
-    The result is cached as ``<cache_dir>/<recipe>/<recipe>-v<version>-seed<seed>.npz``
-    (``cache_dir`` default ``$EQUILIB_CACHE_DIR``, else ``~/.cache/equilib``), with metadata
-    (recipe, version, seed, source hashes) and a SHA-256 of the arrays that are checked on load; a
-    stale or damaged cache is regenerated with a ``RuntimeWarning``. ``cache=False`` neither reads
-    nor writes it. MNIST itself comes from :func:`equilib.data.mnist` (``data_dir``).
+    The result is cached as ``<cache_dir>/<recipe>/<recipe>-v<version>-seed<seed>.npz``, with
+    metadata (recipe, version, seed, source hashes) and a SHA-256 of the arrays that are checked
+    on load; a stale or damaged cache is regenerated with a ``RuntimeWarning``.
+
+    Args:
+      seed: any int >= 0.
+      data_dir: where MNIST is (see :func:`equilib.data.mnist`; default
+        ``$EQUILIB_DATA_DIR/mnist``, else ``~/.cache/equilib/mnist``, downloaded if missing).
+      cache_dir: the cache folder (see :func:`equilib.data.cache_dir`; default
+        ``$EQUILIB_CACHE_DIR``, else ``~/.cache/equilib``).
+      cache: read and write the cache; False regenerates and writes nothing.
+
+    Returns:
+      ``{"train": (x, y), "val": (x, y), "test": (x, y)}`` with 10,000 / 2,000 / 50,000
+      examples; ``x`` uint8 ``(N, 28, 28)``, ``y`` int32 ``(N,)``.
+
+    Raises:
+      ValueError: ``seed`` is negative.
+      TypeError: ``seed`` is not an int or ``cache`` not a bool.
+
+    Example:
+      Generating takes a few seconds and needs MNIST, so the doctest skips it.
+
+      >>> from equilib.data import {name}
+      >>> sets = {name}(seed=0)  # doctest: +SKIP
+      >>> sets["train"][0].shape, sets["val"][0].shape, sets["test"][0].shape  # doctest: +SKIP
+      ((10000, 28, 28), (2000, 28, 28), (50000, 28, 28))
+      >>> {name}(seed=-1)
+      Traceback (most recent call last):
+        ...
+      ValueError: `seed` must be a non-negative int, got -1
 """
 
 
-def mnist_rot(seed: int = 0, *, data_dir=None, cache_dir=None, cache: bool = True) -> dict:
+def mnist_rot(seed: int = 0, *, data_dir: str | os.PathLike | None = None,
+              cache_dir: str | os.PathLike | None = None, cache: bool = True) -> dict:
     """MNIST-rot (regenerated): MNIST digits rotated by angles ~ U[0, 2pi).
 
-    Recipe (``../shared/reference/benchmarks.md``, version 1): pool the 70,000 MNIST train + test
-    digits; a stratified random split draws 12,000 train+val and 50,000 test digits (8,000 are
+    Recipe (version 1), the protocol of Larochelle et al. (2007): pool the 70,000 MNIST train +
+    test digits; a stratified random split draws 12,000 train+val and 50,000 test digits (8,000 are
     left out), then the 12,000 are split stratified into 10,000 train / 2,000 val; every digit is
     rotated counter-clockwise (as displayed) about the array centre by its own angle ~ U[0, 2pi),
     bilinear interpolation on the 28x28 canvas with zero fill (:func:`equilib.functional.rotate`),
@@ -246,7 +305,8 @@ def mnist_rot(seed: int = 0, *, data_dir=None, cache_dir=None, cache: bool = Tru
     return _derived("mnist_rot", seed, data_dir, cache_dir, cache)
 
 
-def mnist_scale(seed: int = 0, *, data_dir=None, cache_dir=None, cache: bool = True) -> dict:
+def mnist_scale(seed: int = 0, *, data_dir: str | os.PathLike | None = None,
+                cache_dir: str | os.PathLike | None = None, cache: bool = True) -> dict:
     """MNIST-scale (SESN recipe, Sosnovik et al. 2020): MNIST digits shrunk by factors ~ U[0.3, 1].
 
     Recipe (version 1), as in the official ``prepare_datasets.py``: pool the 70,000 MNIST train +
@@ -265,6 +325,7 @@ def mnist_scale(seed: int = 0, *, data_dir=None, cache_dir=None, cache: bool = T
     return _derived("mnist_scale", seed, data_dir, cache_dir, cache)
 
 
-if mnist_rot.__doc__ is not None:  # None under python -OO
-    mnist_rot.__doc__ += _RETURNS
-    mnist_scale.__doc__ += _RETURNS
+for _fn in (mnist_rot, mnist_scale):
+    if _fn.__doc__ is not None:  # None under python -OO
+        _fn.__doc__ += _CONTRACT.replace("{name}", _fn.__name__)
+del _fn

@@ -5,12 +5,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import zlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
+
+from equilib._src.files import atomic_write, resolve_dir
 
 __all__ = ["mnist", "download_mnist", "mnist_dir", "read_idx", "DownloadError", "MNIST_SHA256", "MNIST_MIRRORS"]
 
@@ -39,28 +40,64 @@ _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0
 
 
 class DownloadError(OSError):
-    """No verified copy of a file could be obtained from any mirror (offline, or every copy was bad)."""
+    """No verified copy of a file could be obtained from any mirror (offline, or every copy was bad).
+
+    An ``OSError``, so ``except OSError`` catches it with the other I/O failures; the message
+    lists each mirror's failure and says where to put the files by hand.
+
+    Example:
+      >>> from equilib.data import DownloadError
+      >>> issubclass(DownloadError, OSError)
+      True
+    """
 
 
-def mnist_dir(data_dir=None) -> Path:
-    """The MNIST directory: ``data_dir`` if given, else ``$EQUILIB_DATA_DIR/mnist``, else
-    ``~/.cache/equilib/mnist``."""
+def mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The folder holding the MNIST files, as an absolute path.
+
+    ``data_dir`` if given, else ``$EQUILIB_DATA_DIR/mnist`` (the variable names a folder that
+    *contains* ``mnist/``), else ``~/.cache/equilib/mnist``. A relative path, given or from the
+    variable, is resolved against the current directory when this is called.
+
+    Args:
+      data_dir: the folder with the MNIST files, or None for the default.
+
+    Returns:
+      The absolute folder (it need not exist yet: :func:`download_mnist` creates it).
+
+    Raises:
+      TypeError: ``data_dir`` is neither None nor a path.
+
+    Example:
+      >>> import os
+      >>> from equilib.data import mnist_dir
+      >>> mnist_dir("my_data/mnist") == mnist_dir(os.path.join(os.getcwd(), "my_data", "mnist"))
+      True
+    """
     if data_dir is not None:
-        if not isinstance(data_dir, (str, os.PathLike)):
-            raise TypeError(f"`data_dir` must be a path (str or os.PathLike) or None, "
-                            f"got {type(data_dir).__name__}")
-        return Path(data_dir).expanduser()
-    env = os.environ.get("EQUILIB_DATA_DIR")
-    if env:
-        return Path(env).expanduser() / "mnist"
-    return Path("~/.cache/equilib/mnist").expanduser()
+        return resolve_dir(data_dir, argument="data_dir", env="EQUILIB_DATA_DIR", default="~/.cache/equilib")
+    return resolve_dir(None, argument="data_dir", env="EQUILIB_DATA_DIR", default="~/.cache/equilib") / "mnist"
 
 
 def read_idx(data: bytes, *, name: str = "<bytes>") -> np.ndarray:
     """Parse the bytes of an (uncompressed) IDX file into a native-endian numpy array.
 
-    Raises ``ValueError`` naming ``name`` for a wrong magic number (the first two bytes must be
-    zero, the third a known type code) or a size that does not match the header.
+    Args:
+      data: the whole file: 2 zero bytes, a type code (``0x08`` uint8, ... ``0x0E`` float64),
+        the number of dimensions ``n``, ``n`` big-endian uint32 sizes, then the values.
+      name: what to call the file in error messages.
+
+    Returns:
+      The array, of the shape and type the header gives, in native byte order.
+
+    Raises:
+      ValueError: naming ``name``, for a wrong magic number (the first two bytes must be zero,
+        the third a known type code) or a size that does not match the header.
+
+    Example:
+      >>> from equilib.data import read_idx
+      >>> read_idx(bytes([0, 0, 0x08, 1, 0, 0, 0, 3, 7, 8, 9]))
+      array([7, 8, 9], dtype=uint8)
     """
     if len(data) < 4:
         raise ValueError(f"{name}: not an IDX file (only {len(data)} bytes)")
@@ -127,26 +164,6 @@ def _fetch(name: str, mirrors: Sequence[str], timeout: float) -> bytes:
                         + ("; ".join(failures) if failures else "no mirrors given"))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``;
-    on any failure the temporary file is removed, so no partial file is ever left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _local(directory: Path, name: str) -> Path | None:
     for p in (directory / name, directory / (name + ".gz")):
         if p.is_file():
@@ -154,15 +171,39 @@ def _local(directory: Path, name: str) -> Path | None:
     return None
 
 
-def download_mnist(data_dir=None, *, mirrors: Iterable[str] | None = None, timeout: float = 60.0) -> Path:
+def download_mnist(data_dir: str | os.PathLike | None = None, *, mirrors: Iterable[str] | None = None,
+                   timeout: float = 60.0) -> Path:
     """Download the MNIST files missing from :func:`mnist_dir` and return that directory.
 
     Each file is fetched as ``<mirror><name>.gz`` from ``mirrors`` (default :data:`MNIST_MIRRORS`;
     any URL ``urllib`` opens, ``file://`` included), tried in order until one serves bytes whose
     decompressed SHA-256 matches :data:`MNIST_SHA256`. The verified gzip is written as
     ``<name>.gz`` atomically (temporary file + ``os.replace``): a failed or mismatching download
-    never leaves a file behind. Raises :class:`DownloadError` (an ``OSError``) if a file cannot be
-    obtained, saying where to put the files by hand.
+    never leaves a file behind. Files already there are kept (:func:`mnist` checks their hashes).
+
+    Args:
+      data_dir: the folder to fill (see :func:`mnist_dir`; default ``$EQUILIB_DATA_DIR/mnist``,
+        else ``~/.cache/equilib/mnist``).
+      mirrors: base URLs tried in order.
+      timeout: seconds to wait for each connection.
+
+    Returns:
+      The folder, absolute, holding all four files.
+
+    Raises:
+      DownloadError: (an ``OSError``) a file could not be obtained from any mirror; the message
+        says where to put the files by hand.
+      TypeError: ``mirrors`` is not an iterable of strings, or ``data_dir`` not a path.
+
+    Example:
+      >>> import tempfile
+      >>> from equilib.data import DownloadError, download_mnist
+      >>> with tempfile.TemporaryDirectory() as d:  # no mirror: the error says what to do
+      ...     try:
+      ...         download_mnist(d, mirrors=[])
+      ...     except DownloadError as e:
+      ...         print("put the MNIST files" in str(e))
+      True
     """
     directory = mnist_dir(data_dir)
     mirrors = tuple(MNIST_MIRRORS if mirrors is None else mirrors)
@@ -176,7 +217,7 @@ def download_mnist(data_dir=None, *, mirrors: Iterable[str] | None = None, timeo
         except DownloadError as e:
             raise DownloadError(f"MNIST file {name} is not in {directory} and {e}. Offline? "
                                 + _where_to_put(directory)) from None
-        _atomic_write(directory / (name + ".gz"), blob)
+        atomic_write(directory / (name + ".gz"), blob)
     return directory
 
 
@@ -191,7 +232,8 @@ def _load(path: Path, name: str) -> np.ndarray:
     return arr
 
 
-def mnist(split: str, data_dir=None, *, download: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def mnist(split: str, data_dir: str | os.PathLike | None = None, *,
+          download: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Load an MNIST split: ``(images, labels)``.
 
     Args:
@@ -205,8 +247,24 @@ def mnist(split: str, data_dir=None, *, download: bool = True) -> tuple[np.ndarr
       ``images``: uint8 ``(N, 28, 28)``, values 0..255, row index pointing down;
       ``labels``: int32 ``(N,)``, values 0..9.
 
-    Every file's decompressed bytes are checked against :data:`MNIST_SHA256`; a corrupt gzip, a
-    wrong magic number or a hash mismatch raises ``ValueError`` naming the file.
+    Raises:
+      ValueError: ``split`` is not ``"train"`` or ``"test"``; or a file is damaged: every file's
+        decompressed bytes are checked against :data:`MNIST_SHA256`, and a corrupt gzip, a
+        wrong magic number or a hash mismatch is reported naming the file.
+      FileNotFoundError: a file is missing and ``download`` is False.
+      DownloadError: a file is missing and could not be downloaded.
+
+    Example:
+      The first two lines need the MNIST files (or the network), so the doctest skips them.
+
+      >>> from equilib.data import mnist
+      >>> x, y = mnist("test")  # doctest: +SKIP
+      >>> x.shape, x.dtype, y[:5]  # doctest: +SKIP
+      ((10000, 28, 28), dtype('uint8'), array([7, 2, 1, 0, 4], dtype=int32))
+      >>> mnist("validation")
+      Traceback (most recent call last):
+        ...
+      ValueError: `split` must be 'train' or 'test', got 'validation'
     """
     if split not in _SPLIT_FILES:
         raise ValueError(f"`split` must be 'train' or 'test', got {split!r}")
@@ -220,10 +278,13 @@ def mnist(split: str, data_dir=None, *, download: bool = True) -> tuple[np.ndarr
                                     + _where_to_put(directory))
         download_mnist(directory)
         paths = [_local(directory, n) for n in (img_name, lbl_name)]
-    images = _load(paths[0], img_name)
-    labels = _load(paths[1], lbl_name)
+    img_path, lbl_path = paths
+    if img_path is None or lbl_path is None:  # download_mnist returns only once every file is there
+        raise FileNotFoundError(f"MNIST files missing from {directory} after downloading them")
+    images = _load(img_path, img_name)
+    labels = _load(lbl_path, lbl_name)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-        raise ValueError(f"{paths[0]}: expected uint8 images (N, 28, 28), got {images.dtype} {images.shape}")
+        raise ValueError(f"{img_path}: expected uint8 images (N, 28, 28), got {images.dtype} {images.shape}")
     if labels.shape != (images.shape[0],):
-        raise ValueError(f"{paths[1]}: expected {images.shape[0]} labels, got shape {labels.shape}")
+        raise ValueError(f"{lbl_path}: expected {images.shape[0]} labels, got shape {labels.shape}")
     return np.ascontiguousarray(images), labels.astype(np.int32)

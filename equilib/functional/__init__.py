@@ -4,7 +4,7 @@ Shapes are channels-last: plain maps ``(B, H, W, C)``, regular group maps ``(B, 
 The group convention is documented in :mod:`equilib.groups`.
 """
 
-from equilib._imaging import rescale, rotate
+from equilib._src.imaging import rescale, rotate
 from equilib.functional._conv import (
     CONV_IMPLS,
     PADDINGS,
@@ -18,16 +18,6 @@ from equilib.functional._conv import (
 from equilib.functional._kernels import expand_group_kernel, expand_lifting_kernel, kernel_dof
 from equilib.functional._norm import batch_moments, normalize
 from equilib.functional._pool import group_pool
-from equilib.functional._steerable import (
-    BasisConfig,
-    SteerableBasis,
-    basis_config,
-    expand_steerable_bias,
-    expand_steerable_kernel,
-    rep_pair_basis,
-    steerable_basis,
-    steerable_conv,
-)
 from equilib.functional._scale import (
     scale_basis,
     scale_conv,
@@ -45,38 +35,46 @@ from equilib.functional._spatial_pool import (
     max_blur_pool,
     max_pool,
 )
+from equilib.functional._steerable import (
+    BasisConfig,
+    SteerableBasis,
+    basis_config,
+    expand_steerable_bias,
+    expand_steerable_kernel,
+    rep_pair_basis,
+    steerable_basis,
+    steerable_conv,
+)
 
 __all__ = [
-    "BasisConfig",
-    "SteerableBasis",
-    "basis_config",
-    "expand_steerable_bias",
-    "expand_steerable_kernel",
-    "rep_pair_basis",
-    "steerable_basis",
-    "steerable_conv",
     "CONV_IMPLS",
     "PADDINGS",
-    "choose_impl",
+    "BasisConfig",
+    "SteerableBasis",
     "aps_pool",
     "aps_unpool",
     "avg_pool",
+    "basis_config",
+    "batch_moments",
     "binomial_filter",
     "blur_pool",
-    "global_pool",
-    "max_blur_pool",
-    "max_pool",
-    "batch_moments",
+    "choose_impl",
     "conv2d",
     "expand_group_kernel",
     "expand_lifting_kernel",
+    "expand_steerable_bias",
+    "expand_steerable_kernel",
+    "global_pool",
     "group_conv",
     "group_pool",
     "is_symmetric_sampling",
     "kernel_dof",
     "lifting_conv",
+    "max_blur_pool",
+    "max_pool",
     "normalize",
     "padding_pads",
+    "rep_pair_basis",
     "rescale",
     "rotate",
     "scale_basis",
@@ -84,4 +82,6 @@ __all__ = [
     "scale_conv_1x1",
     "scale_lifting_conv",
     "scale_pool",
+    "steerable_basis",
+    "steerable_conv",
 ]

@@ -17,8 +17,8 @@ Implementations (``impl=`` of :func:`conv2d`, :func:`lifting_conv`, :func:`group
   along the channel axis and contracted with the kernel reshaped to ``(K_h*K_w*C, O)`` by one
   ``lax.dot_general``. The same sum in another order: outputs and gradients equal the
   reference's to fp32 rounding (relative ~1e-6, ``tests/test_fast_path.py``), not bitwise.
-  On XLA:CPU the dot (and its transposes in the backward pass) runs on both cores, while the
-  CPU convolution (forward, and the input/kernel gradients) mostly runs on one; see
+  On XLA:CPU the dot (and its transposes in the backward pass) is multi-threaded, while the
+  CPU convolution (forward, and the input/kernel gradients) mostly runs on one thread; see
   ``benchmarks/RESULTS.md`` for the measured speed-ups and the shapes where it pays.
 * ``"auto"`` (default): ``"im2col"`` on the CPU backend for the small kernels and channel
   counts where it was measured faster (:func:`choose_impl`), ``"xla"`` otherwise (GPU/TPU
@@ -36,35 +36,43 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from equilib._src.checks import PADDINGS, check_output_size, check_rank, normalize_padding, normalize_stride
+from equilib._src.typing import Array
 from equilib.functional._kernels import expand_group_kernel, expand_lifting_kernel
 from equilib.groups import Group, as_group
 
 __all__ = ["conv2d", "lifting_conv", "group_conv", "PADDINGS", "padding_pads",
            "is_symmetric_sampling", "CONV_IMPLS", "choose_impl"]
 
-PADDINGS = ("SAME", "VALID", "CIRCULAR")
 CONV_IMPLS = ("auto", "xla", "im2col")
 IMPL_ENV = "EQUILIB_CONV_IMPL"
 
 
-def normalize_padding(padding) -> str:
-    if not isinstance(padding, str) or padding.upper() not in PADDINGS:
-        raise ValueError(f"`padding` must be one of {PADDINGS}, got {padding!r}")
-    return padding.upper()
-
-
-def normalize_stride(stride) -> int:
-    if isinstance(stride, (tuple, list)):
-        if len(stride) != 2 or stride[0] != stride[1]:
-            raise ValueError(f"`stride` must be an int or a pair of equal ints, got {stride!r}")
-        stride = stride[0]
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"`stride` must be an integer >= 1, got {stride!r}")
-    return stride
-
-
 def padding_pads(size: int, kernel_size: int, stride: int, padding: str) -> tuple[int, int]:
-    """``(lo, hi)`` zero/periodic pads along one spatial axis of length ``size``."""
+    """The ``(lo, hi)`` pads of one spatial axis of length ``size`` under ``padding``.
+
+    ``"SAME"`` and ``"CIRCULAR"`` pad so that the axis has ``ceil(size / stride)`` outputs, split
+    as XLA does (the extra pixel, if any, at the end); ``"VALID"`` does not pad. Every convolution
+    and pooling of :mod:`equilib.functional` pads this way.
+
+    Args:
+        size: the length of the axis (``H`` or ``W``).
+        kernel_size: the kernel (or window) length along the axis.
+        stride: the stride along the axis.
+        padding: "SAME", "VALID" or "CIRCULAR", case-insensitive.
+
+    Returns:
+        ``(lo, hi)``: the pixels added before and after the axis (zeros for "SAME", periodic
+        copies for "CIRCULAR"), two Python ints.
+
+    Raises:
+        ValueError: ``padding`` is not one of :data:`PADDINGS`.
+
+    Example:
+        >>> from equilib import functional as F
+        >>> F.padding_pads(5, 3, 1, "SAME"), F.padding_pads(4, 3, 2, "same"), F.padding_pads(5, 3, 1, "VALID")
+        ((1, 1), (0, 1), (0, 0))
+    """
     padding = normalize_padding(padding)
     if padding == "VALID":
         return (0, 0)
@@ -78,9 +86,33 @@ def output_size(size: int, kernel_size: int, stride: int, padding: str) -> int:
 
 
 def is_symmetric_sampling(size: int, kernel_size: int, stride: int, padding: str) -> bool:
-    """True if the output samples along an axis sit symmetrically about the input's centre,
-    which exact rot90/flip equivariance needs (e.g. False for an even size with stride 2,
-    or an even kernel with "SAME" padding; True for any size with "VALID" and stride 1)."""
+    """Whether the output samples along an axis sit symmetrically about the input's centre.
+
+    Exact rot90/flip equivariance of a strided or padded layer needs it: rotating the input
+    about its centre must map the sampled positions onto themselves. False, e.g., for an even
+    size with stride 2 and an odd kernel, or an even kernel with "SAME" padding; True for any
+    size with "VALID" and stride 1. :func:`equilib.check_exact` applies it to a whole layer.
+
+    Args:
+        size: the input length along the axis (``H`` or ``W``).
+        kernel_size: the kernel (or window) length along the axis.
+        stride: the stride along the axis.
+        padding: "SAME", "VALID" or "CIRCULAR", case-insensitive.
+
+    Returns:
+        True if the first and last output samples are mirror images about the centre (also
+        for an empty output).
+
+    Raises:
+        ValueError: ``padding`` is not one of :data:`PADDINGS`.
+
+    Example:
+        >>> from equilib import functional as F
+        >>> F.is_symmetric_sampling(28, 3, 1, "SAME"), F.is_symmetric_sampling(28, 3, 2, "SAME")
+        (True, False)
+        >>> F.is_symmetric_sampling(27, 3, 2, "SAME")
+        True
+    """
     lo, _ = padding_pads(size, kernel_size, stride, padding)
     n_out = output_size(size, kernel_size, stride, padding)
     if n_out < 1:
@@ -88,11 +120,6 @@ def is_symmetric_sampling(size: int, kernel_size: int, stride: int, padding: str
     # centre of output i in input coordinates: i*stride - lo + (K-1)/2; symmetric iff
     # first + last == size - 1.  Doubled to stay in integers.
     return 2 * (-lo) + (kernel_size - 1) + (n_out - 1) * stride == size - 1
-
-
-def _check_rank(x, ndim: int, what: str, name: str = "x"):
-    if x.ndim != ndim:
-        raise ValueError(f"`{name}` must have rank {ndim} {what}, got shape {tuple(x.shape)}")
 
 
 def normalize_impl(impl) -> str:
@@ -109,8 +136,7 @@ def normalize_impl(impl) -> str:
 def ynn_convolutions_off(xla_flags: str | None = None) -> bool:
     """Whether ``XLA_FLAGS`` turns off XLA:CPU's YNNPACK fusions
     (``--xla_cpu_experimental_ynn_fusion_type=`` or ``=individual_dot``). With them off, XLA's
-    own convolution is the fastest CPU path measured (``benchmarks/RESULTS.md``: the P4CNN
-    layer 26x26 40->40 3x3, forward + backward, 362 -> 95 ms, against 169 ms for im2col)."""
+    own convolution is the fastest CPU path measured (``benchmarks/RESULTS.md``, section 5)."""
     flags = os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags
     for flag in flags.split():
         if flag.startswith("--xla_cpu_experimental_ynn_fusion_type="):
@@ -120,17 +146,32 @@ def ynn_convolutions_off(xla_flags: str | None = None) -> bool:
 
 
 def choose_impl(x_shape, kernel_shape, stride: int = 1, backend: str | None = None) -> str:
-    """The implementation ``impl="auto"`` picks for a ``(B, H, W, C)`` input and a
-    ``(K_h, K_w, C, O)`` kernel: ``"im2col"`` or ``"xla"``.
+    """The implementation ``impl="auto"`` picks for a convolution: ``"im2col"`` or ``"xla"``.
 
-    Rule (measured on a 2-core Xeon, jaxlib 0.10.2, ``benchmarks/conv_paths.py``; numbers in
+    Rule (thresholds chosen from ``benchmarks/conv_paths.py``, whose measurements are in
     ``benchmarks/RESULTS.md``): on the CPU backend, im2col when the contraction
     ``K_h*K_w*C`` is at most 2304 and the window matrix ``B*H'*W'*K_h*K_w*C`` at most 2^26
     elements (256 MB in fp32), so the copy stays cheap next to the matmul; ``"xla"`` on other
     backends (cuDNN and the TPU convolution are already fast), for 1x1 kernels on CPU
     (identical work either way), and on CPU whenever ``XLA_FLAGS`` turns off the YNNPACK
-    fusions (:func:`ynn_convolutions_off`; the experiments do so), which makes XLA's own
-    convolution faster than im2col.
+    fusions (``--xla_cpu_experimental_ynn_fusion_type=``; the experiments do so), which makes
+    XLA's own convolution faster than im2col.
+
+    Args:
+        x_shape: the input's shape ``(B, H, W, C)`` (only ``B, H, W`` are read).
+        kernel_shape: the HWIO kernel's shape ``(K_h, K_w, C, O)``.
+        stride: the spatial stride (an int).
+        backend: "cpu", "gpu", "tpu", ...; None: ``jax.default_backend()``.
+
+    Returns:
+        ``"im2col"`` or ``"xla"``, a valid ``impl=`` of :func:`conv2d`.
+
+    Example:
+        >>> from equilib import functional as F
+        >>> F.choose_impl((8, 28, 28, 16), (3, 3, 16, 32), backend="gpu")
+        'xla'
+        >>> F.choose_impl((8, 28, 28, 16), (1, 1, 16, 32), backend="cpu")  # 1x1: the same work
+        'xla'
     """
     backend = backend or jax.default_backend()
     if backend != "cpu" or ynn_convolutions_off():
@@ -161,18 +202,52 @@ def _im2col(x, kernel, stride: int, precision, preferred_element_type):
                            precision=precision, preferred_element_type=preferred_element_type)
 
 
-def conv2d(x, kernel, *, stride=1, padding="SAME", bias=None, precision=None,
-           preferred_element_type=None, impl=None):
-    """Plain 2D cross-correlation, ``(B, H, W, C) x (K, K, C, O) -> (B, H', W', O)``.
+def conv2d(x: Array, kernel: Array, *, stride=1, padding="SAME", bias: Array | None = None,
+           precision=None, preferred_element_type=None, impl=None) -> Array:
+    """Plain 2D cross-correlation, ``(B, H, W, C) x (K_h, K_w, C, O) -> (B, H', W', O)``.
 
-    Translation-equivariant: with ``padding="CIRCULAR"`` and ``stride=1``,
-    ``conv2d(roll(x)) == roll(conv2d(x))`` exactly.
+    ``out[p, o] = sum_{d, c} x[s*p + d, c] * kernel[d, c, o] (+ bias[o])`` over the padded
+    input. Translation-equivariant: with ``padding="CIRCULAR"`` and ``stride=1``,
+    ``conv2d(roll(x)) == roll(conv2d(x))`` exactly. ``H' = ceil(H / stride)`` for "SAME" and
+    "CIRCULAR", ``floor((H - K_h) / stride) + 1`` for "VALID" (likewise ``W'``).
 
-    ``impl``: ``"auto"`` (default, see :func:`choose_impl`), ``"xla"``
-    (``lax.conv_general_dilated``) or ``"im2col"`` (windows x kernel as one matmul: equal to
-    ``"xla"`` to fp32 rounding); ``None`` reads ``EQUILIB_CONV_IMPL`` (default ``"auto"``).
+    Args:
+        x: the input ``(B, H, W, C)``.
+        kernel: the HWIO kernel ``(K_h, K_w, C, O)``, of ``x``'s dtype.
+        stride: an int, or a pair of equal ints.
+        padding: "SAME" (zeros), "VALID" (none) or "CIRCULAR" (periodic), case-insensitive;
+            pads as :func:`padding_pads`.
+        bias: ``(O,)``, added to every pixel, or None.
+        precision: passed to the convolution / matmul (``jax.lax.Precision``).
+        preferred_element_type: the accumulation and output dtype (as in ``jax.lax``), or None.
+        impl: ``"auto"`` (see :func:`choose_impl`), ``"xla"`` (``lax.conv_general_dilated``)
+            or ``"im2col"`` (windows x kernel as one matmul: equal to ``"xla"`` to fp32
+            rounding); None reads the environment variable ``EQUILIB_CONV_IMPL`` (default
+            ``"auto"``).
+
+    Returns:
+        ``(B, H', W', O)``, in ``x``'s dtype (or ``preferred_element_type``).
+
+    Raises:
+        ValueError: ``x`` or ``kernel`` not of rank 4, their channel counts differ, a bad
+            ``stride``, ``padding`` or ``impl``, or ``padding="VALID"`` on an input smaller
+            than the kernel.
+        TypeError: ``x`` and ``kernel`` have different dtypes (the layers of :mod:`equilib.nn`
+            promote them, as Flax does).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+        >>> kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
+        >>> y = F.conv2d(x, kernel, padding="CIRCULAR")
+        >>> y.shape, F.conv2d(x, kernel, stride=2, padding="VALID").shape
+        ((2, 8, 8, 5), (2, 3, 3, 5))
+        >>> shifted = F.conv2d(jnp.roll(x, 2, axis=1), kernel, padding="CIRCULAR")
+        >>> bool(jnp.allclose(shifted, jnp.roll(y, 2, axis=1), atol=1e-5))
+        True
     """
-    _check_rank(x, 4, "(batch, H, W, C)")
+    check_rank(x, 4, "(batch, H, W, C)")
     if kernel.ndim != 4:
         raise ValueError(f"`kernel` must have rank 4 (K_h, K_w, C_in, C_out), got shape {tuple(kernel.shape)}")
     if kernel.shape[2] != x.shape[-1]:
@@ -182,6 +257,10 @@ def conv2d(x, kernel, *, stride=1, padding="SAME", bias=None, precision=None,
     padding = normalize_padding(padding)
     impl = normalize_impl(impl)
     kh, kw = kernel.shape[:2]
+    check_output_size(x.shape[1:3], (kh, kw), padding, "conv2d")
+    if x.dtype != kernel.dtype:  # as lax.conv_general_dilated, which needs equal dtypes
+        raise TypeError(f"conv2d needs `x` and `kernel` of the same dtype, got {x.dtype} and {kernel.dtype}; "
+                        f"cast one of them (the layers of equilib.nn promote both, as Flax does)")
     if impl == "auto":
         impl = choose_impl(x.shape, kernel.shape, stride)
     pads = [padding_pads(x.shape[1], kh, stride, padding), padding_pads(x.shape[2], kw, stride, padding)]
@@ -197,8 +276,6 @@ def conv2d(x, kernel, *, stride=1, padding="SAME", bias=None, precision=None,
     else:
         lax_padding = padding
     if impl == "im2col":
-        if x.dtype != kernel.dtype:  # as lax.conv_general_dilated, which needs equal dtypes
-            raise TypeError(f"conv2d needs `x` and `kernel` of the same dtype, got {x.dtype} and {kernel.dtype}")
         y = _im2col(x, kernel, stride, precision, preferred_element_type)
     else:
         y = lax.conv_general_dilated(
@@ -206,39 +283,102 @@ def conv2d(x, kernel, *, stride=1, padding="SAME", bias=None, precision=None,
             dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
             preferred_element_type=preferred_element_type)
     if bias is not None:
-        y = y + bias
+        y = y + bias.reshape((1,) * (y.ndim - 1) + (-1,))  # the broadcast written out
     return y
 
 
-def lifting_conv(x, kernel, group: Group, *, stride=1, padding="SAME", bias=None, precision=None,
-                 impl=None):
-    """Lifting convolution ``(B, H, W, C) -> (B, H', W', O, |G|)``.
+def lifting_conv(x: Array, kernel: Array, group: Group, *, stride=1, padding="SAME",
+                 bias: Array | None = None, precision=None, impl=None) -> Array:
+    """Lifting convolution ``(B, H, W, C) -> (B, H', W', O, |G|)`` (Cohen & Welling 2016).
 
-    ``out[p, o, h] = sum_{d, c} x[p + d, c] * kernel[h^-1 d, c, o] (+ bias[o])``, with
-    ``kernel`` of shape ``(K, K, C, O)`` and ``bias`` of shape ``(O,)`` shared over the group.
-    Equivariance: transforming ``x`` by ``g`` transforms the output by ``g`` in space and
-    permutes its group axis by the regular representation (:meth:`Group.transform_regular`).
-    ``impl``: as :func:`conv2d`.
+    ``out[p, o, h] = sum_{d, c} x[p + d, c] * kernel[h^-1 d, c, o] (+ bias[o])``: one copy of
+    each filter per group element, transformed by it (:func:`expand_lifting_kernel`), as one
+    :func:`conv2d`. Equivariance: transforming ``x`` by ``g``
+    (:meth:`Group.transform_image`) transforms the output by ``g`` in space and permutes its
+    group axis by the regular representation (:meth:`Group.transform_regular`); exact for the
+    rot90/flip groups when the sampling is symmetric (:func:`is_symmetric_sampling`).
+
+    Args:
+        x: the input ``(B, H, W, C)``.
+        kernel: the lifting kernel ``(K, K, C, O)`` (square), of ``x``'s dtype.
+        group: a finite group (:class:`equilib.groups.Cyclic`, :class:`equilib.groups.Dihedral`, ...).
+        stride: as :func:`conv2d`.
+        padding: as :func:`conv2d`.
+        bias: ``(O,)``, shared over the group axis, or None.
+        precision: as :func:`conv2d`.
+        impl: as :func:`conv2d`.
+
+    Returns:
+        The regular map ``(B, H', W', O, |G|)`` (``H'``, ``W'`` as :func:`conv2d`).
+
+    Raises:
+        TypeError: ``group`` is not a finite :class:`equilib.groups.Group`; ``x`` and ``kernel``
+            of different dtypes.
+        ValueError: a kernel that is not ``(K, K, C, O)``, and the errors of :func:`conv2d`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> from equilib.groups import Cyclic
+        >>> C4 = Cyclic(4)
+        >>> x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))
+        >>> kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
+        >>> y = F.lifting_conv(x, kernel, C4)
+        >>> y.shape
+        (2, 9, 9, 5, 4)
+        >>> y_rot = F.lifting_conv(C4.transform_image(x, 1), kernel, C4)  # x rotated by 90 degrees
+        >>> bool(jnp.allclose(y_rot, C4.transform_regular(y, 1), atol=1e-5))
+        True
     """
     group = as_group(group)
     w = expand_lifting_kernel(kernel, group)
     y = conv2d(x, w, stride=stride, padding=padding, precision=precision, impl=impl)
     y = y.reshape(y.shape[:-1] + (kernel.shape[-1], group.order))
     if bias is not None:
-        y = y + bias[:, None]
+        y = y + bias.reshape((1,) * (y.ndim - 2) + (-1, 1))  # shared over the group axis
     return y
 
 
-def group_conv(x, kernel, group: Group, *, stride=1, padding="SAME", bias=None, precision=None,
-               impl=None):
-    """Group convolution ``(B, H, W, C, |G|) -> (B, H', W', O, |G|)``.
+def group_conv(x: Array, kernel: Array, group: Group, *, stride=1, padding="SAME",
+               bias: Array | None = None, precision=None, impl=None) -> Array:
+    """Group convolution ``(B, H, W, C, |G|) -> (B, H', W', O, |G|)`` (Cohen & Welling 2016).
 
     ``out[p, o, h] = sum_{d, c, k} x[p + d, c, k] * kernel[h^-1 d, c, h^-1 k, o] (+ bias[o])``,
-    with ``kernel`` of shape ``(K, K, C, |G|, O)``. Equivariant under the regular action.
-    ``impl``: as :func:`conv2d`.
+    computed as one :func:`conv2d` with the kernel of :func:`expand_group_kernel`. Equivariant
+    under the regular action: ``group_conv(g.x) == g.group_conv(x)`` with ``g.`` the
+    :meth:`Group.transform_regular` of both maps (exact for the rot90/flip groups when the
+    sampling is symmetric, :func:`is_symmetric_sampling`).
+
+    Args:
+        x: the regular map ``(B, H, W, C, |G|)``.
+        kernel: the group kernel ``(K, K, C, |G|, O)`` (square), of ``x``'s dtype.
+        group: the finite group of ``x``'s last axis.
+        stride, padding, bias, precision, impl: as :func:`lifting_conv`.
+
+    Returns:
+        The regular map ``(B, H', W', O, |G|)``, as :func:`lifting_conv`'s.
+
+    Raises:
+        TypeError: as :func:`lifting_conv`.
+        ValueError: ``x`` not of rank 5 or its last axis not of size ``|G|``, a kernel that is
+            not ``(K, K, C, |G|, O)``, and the errors of :func:`conv2d`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> from equilib.groups import Cyclic
+        >>> C4 = Cyclic(4)
+        >>> x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3, 4))
+        >>> kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 4, 6))
+        >>> y = F.group_conv(x, kernel, C4)
+        >>> y.shape
+        (2, 9, 9, 6, 4)
+        >>> y_rot = F.group_conv(C4.transform_regular(x, 1), kernel, C4)
+        >>> bool(jnp.allclose(y_rot, C4.transform_regular(y, 1), atol=1e-4))
+        True
     """
     group = as_group(group)
-    _check_rank(x, 5, "(batch, H, W, C, |G|)")
+    check_rank(x, 5, "(batch, H, W, C, |G|)")
     if x.shape[-1] != group.order:
         raise ValueError(f"the input's group axis (last) has size {x.shape[-1]}, expected "
                          f"|{group.name}| = {group.order}")
@@ -248,6 +388,6 @@ def group_conv(x, kernel, group: Group, *, stride=1, padding="SAME", bias=None, 
                impl=impl)
     y = y.reshape(y.shape[:-1] + (kernel.shape[-1], group.order))
     if bias is not None:
-        y = y + bias[:, None]
+        y = y + bias.reshape((1,) * (y.ndim - 2) + (-1, 1))  # shared over the group axis
     return y
 

@@ -11,7 +11,7 @@ is a permutation of kernel taps, and the expansion a single gather: exact. For o
 (C8, C16, D8, ...) the free ``K x K`` kernel is projected onto a band-limited steerable basis
 (Gaussian rings x circular harmonics, in the spirit of escnn's defaults), rotated analytically
 and sampled back on the grid: ``W_h = B_h B^+ psi``. This is approximate on the grid for
-off-grid angles (see ``LiftingConv`` for the measured error), exact on the rot90 / flip
+off-grid angles (measured errors: ``benchmarks/RESULTS.md``, "Equivariance error"), exact on the rot90 / flip
 subgroup, and only ``kernel_dof(group, K)`` of the ``K*K`` taps are free parameters.
 
 Index tables and interpolation matrices are built once in numpy per ``(group, K)`` and cached
@@ -26,6 +26,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+from equilib._src.typing import Array
 from equilib.groups import Group, as_group
 
 __all__ = ["expand_lifting_kernel", "expand_group_kernel", "kernel_dof"]
@@ -36,7 +37,7 @@ def _harmonic_basis(kernel_size: int, angle: float, flip: bool) -> np.ndarray:
 
     Gaussian rings at radii ``0, 1, ..., (K-1)//2`` (std 0.6, the outermost 0.4, as escnn)
     times ``cos(m theta)``, ``sin(m theta)`` for ``m <= min(2r, r + 1)``: the band limit keeps
-    aliasing on the grid low (measured: the C8 lifting error at 45 degrees, see ``LiftingConv``).
+    aliasing on the grid low (the C8 lifting error at 45 degrees, ``benchmarks/RESULTS.md``).
     """
     k = kernel_size
     c = (k - 1) / 2.0
@@ -94,8 +95,29 @@ def _spatial_tables(group: Group, kernel_size: int):
 
 
 def kernel_dof(group: Group, kernel_size: int) -> int:
-    """Free parameters per (input, output) channel pair of a ``kernel_size`` kernel over
-    ``group``: ``K*K`` for exact groups, the band-limited basis size otherwise."""
+    """Free parameters per (input, output) channel pair of a ``kernel_size`` kernel over ``group``.
+
+    ``K*K`` for the groups that map the pixel grid to itself (C1, C2, C4, D1, D2, D4), whose
+    kernels are transformed by permuting taps; for the others (C8, D8, ...) the size of the
+    band-limited basis the kernel is projected on (module docstring). The layers scale their
+    LeCun initialisation by ``K*K / kernel_dof``.
+
+    Args:
+        group: a finite group.
+        kernel_size: the kernel size ``K`` (an int >= 1).
+
+    Returns:
+        The number of free parameters, a Python int.
+
+    Raises:
+        TypeError: ``group`` is not a finite :class:`equilib.groups.Group`.
+
+    Example:
+        >>> from equilib import functional as F
+        >>> from equilib.groups import Cyclic
+        >>> F.kernel_dof(Cyclic(4), 5), F.kernel_dof(Cyclic(8), 5)
+        (25, 13)
+    """
     group = as_group(group)
     if group.is_exact:
         return kernel_size * kernel_size
@@ -123,10 +145,34 @@ def _check_kernel(kernel, ndim: int, what: str, group: Group | None = None):
                          f"{group.order}, got {kernel.shape[3]}")
 
 
-def expand_lifting_kernel(kernel, group: Group):
+def expand_lifting_kernel(kernel: Array, group: Group) -> Array:
     """Expand a lifting kernel ``(K, K, C, O)`` to the HWIO kernel ``(K, K, C, O*|G|)``.
 
-    Output channel ``o*|G| + h`` holds ``psi_o`` transformed by ``h``: ``W(d) = psi(h^-1 d)``.
+    Output channel ``o*|G| + h`` holds ``psi_o`` transformed by ``h``: ``W(d) = psi(h^-1 d)``
+    (a permutation of taps for C1, C2, C4, D1, D2, D4; band-limited interpolation otherwise,
+    module docstring). ``conv2d`` with it is :func:`lifting_conv` without the bias.
+
+    Args:
+        kernel: the lifting kernel ``psi``, ``(K, K, C, O)`` (square).
+        group: a finite group.
+
+    Returns:
+        The HWIO kernel ``(K, K, C, O*|G|)``, in ``kernel``'s dtype.
+
+    Raises:
+        TypeError: ``group`` is not a finite :class:`equilib.groups.Group`.
+        ValueError: ``kernel`` is not of rank 4 or not square.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> from equilib.groups import Cyclic
+        >>> psi = jnp.arange(9.0).reshape(3, 3, 1, 1)
+        >>> w = F.expand_lifting_kernel(psi, Cyclic(4))
+        >>> w.shape
+        (3, 3, 1, 4)
+        >>> bool(jnp.array_equal(w[:, :, 0, 1], jnp.rot90(psi[:, :, 0, 0])))  # h = 90 degrees
+        True
     """
     group = as_group(group)
     _check_kernel(kernel, 4, "K, K, C_in, C_out")
@@ -140,10 +186,30 @@ def expand_lifting_kernel(kernel, group: Group):
     return jnp.transpose(out, (1, 2, 3, 0)).reshape(k, k, c, o * group.order)
 
 
-def expand_group_kernel(kernel, group: Group):
+def expand_group_kernel(kernel: Array, group: Group) -> Array:
     """Expand a group kernel ``(K, K, C, |G|, O)`` to the HWIO kernel ``(K, K, C*|G|, O*|G|)``.
 
-    Entry ``[d, c*|G| + k, o*|G| + h]`` is ``psi[h^-1 d, c, h^-1 k, o]``.
+    Entry ``[d, c*|G| + k, o*|G| + h]`` is ``psi[h^-1 d, c, h^-1 k, o]``: each filter
+    transformed by ``h`` in space and permuted along its input group axis. ``conv2d`` of the
+    flattened regular map ``(B, H, W, C*|G|)`` with it is :func:`group_conv` without the bias.
+
+    Args:
+        kernel: the group kernel ``psi``, ``(K, K, C, |G|, O)`` (square).
+        group: the finite group ``G``.
+
+    Returns:
+        The HWIO kernel ``(K, K, C*|G|, O*|G|)``, in ``kernel``'s dtype.
+
+    Raises:
+        TypeError: ``group`` is not a finite :class:`equilib.groups.Group`.
+        ValueError: ``kernel`` is not of rank 5, not square, or its axis 3 is not of size ``|G|``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> from equilib.groups import Dihedral
+        >>> F.expand_group_kernel(jnp.ones((3, 3, 2, 8, 5)), Dihedral(4)).shape
+        (3, 3, 16, 40)
     """
     group = as_group(group)
     _check_kernel(kernel, 5, "K, K, C_in, |G|, C_out", group)

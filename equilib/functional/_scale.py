@@ -28,8 +28,8 @@ space and shifted along the scale axis, with zeros entering at the vacated end (
 :func:`equilib.testing.scale_equivariance_errors`); :func:`scale_conv` with ``Ks > 1`` needs it.
 
 The relation is exact in the continuum and approximate on the pixel grid (sampling of the
-basis, interpolation of the rescaling); see :class:`equilib.nn.ScaleLiftingConv` for measured
-errors. All functions are pure and safe under ``jit``, ``vmap`` and ``grad``.
+basis, interpolation of the rescaling); the measured errors are in ``benchmarks/RESULTS.md``
+("Equivariance error"). All functions are pure and safe under ``jit``, ``vmap`` and ``grad``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from equilib.functional._conv import _check_rank, conv2d, normalize_padding, normalize_stride
+from equilib._src.checks import check_rank, check_scales, normalize_padding, normalize_stride
+from equilib._src.typing import Array
+from equilib.functional._conv import conv2d
 
 __all__ = [
     "scale_basis",
@@ -61,27 +63,6 @@ SCALE_POOL_MODES = ("max", "mean")
 SUPPORT = 2.5
 
 
-def check_scales(scales) -> tuple[float, ...]:
-    """Validate ``scales``: a non-empty sequence of strictly increasing positive numbers.
-
-    Returns them as a tuple of floats (hashable, for caching)."""
-    if isinstance(scales, (str, bytes)) or not hasattr(scales, "__len__"):
-        raise TypeError(f"`scales` must be a sequence of positive numbers such as (1.0, 2**0.5, 2.0), "
-                        f"got {type(scales).__name__} ({scales!r})")
-    values = tuple(scales)
-    if len(values) == 0:
-        raise ValueError("`scales` must contain at least one scale, got ()")
-    for s in values:
-        if isinstance(s, bool) or not isinstance(s, numbers.Real):
-            raise TypeError(f"`scales` must contain real numbers, got {s!r} in {values!r}")
-    values = tuple(float(s) for s in values)
-    if not all(math.isfinite(s) and s > 0 for s in values):
-        raise ValueError(f"`scales` must be finite and > 0, got {values!r}")
-    if any(b <= a for a, b in zip(values, values[1:])):
-        raise ValueError(f"`scales` must be strictly increasing, got {values!r}")
-    return values
-
-
 def _check_basis_args(kernel_size, scales, sigma, max_order):
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1:
         raise ValueError(f"`kernel_size` must be a positive odd integer, got {kernel_size!r}")
@@ -89,7 +70,8 @@ def _check_basis_args(kernel_size, scales, sigma, max_order):
     if kernel_size % 2 == 0:
         raise ValueError(f"`kernel_size` must be odd (the basis is centred on a pixel), got {kernel_size}")
     scales = check_scales(scales)
-    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not (math.isfinite(sigma) and sigma > 0):
+    if (isinstance(sigma, bool) or not isinstance(sigma, numbers.Real)
+            or not (math.isfinite(sigma) and float(sigma) > 0)):
         raise ValueError(f"`sigma` must be a finite number > 0, got {sigma!r}")
     if isinstance(max_order, bool) or not isinstance(max_order, (int, np.integer)) or max_order < 0:
         raise ValueError(f"`max_order` must be an integer >= 0, got {max_order!r}")
@@ -112,11 +94,30 @@ def scale_basis(kernel_size: int, scales, *, sigma: float = 1.0, max_order: int 
     sampled at the taps of the ``K x K`` window centred on its middle tap (``x`` right, ``y``
     up). Each function is divided by its norm at ``scales[0]``, so at larger scales its norm
     falls as ``1 / scale`` (the L1-normalised dilation that makes the layers scale-equivariant).
+    Built once per configuration (cached).
 
-    ``kernel_size`` must be odd and hold the support at the largest scale:
-    ``kernel_size >= 2 * ceil(2.5 * sigma * scales[-1]) + 1``. Raises ``ValueError`` (naming the
-    argument) otherwise, and for non-increasing or non-positive ``scales``, ``sigma <= 0`` or a
-    negative ``max_order``. Built once per configuration (cached).
+    Args:
+        kernel_size: the odd kernel size ``K``; it must hold the support at the largest scale:
+            ``K >= 2 * ceil(2.5 * sigma * scales[-1]) + 1``.
+        scales: the ``S`` scales, positive and strictly increasing, e.g. ``(1.0, 2**0.5, 2.0)``.
+        sigma: the envelope width at scale 1, in pixels (> 0).
+        max_order: the largest total order ``n + m`` of the Hermite polynomials (>= 0).
+
+    Returns:
+        The basis ``(K, K, N, S)``, a read-only float32 numpy array,
+        ``N = (max_order + 1)(max_order + 2) / 2``.
+
+    Raises:
+        ValueError: an even, non-positive or too small ``kernel_size``, non-increasing or
+            non-positive ``scales``, ``sigma <= 0`` or a negative ``max_order`` (the message
+            names the argument).
+        TypeError: ``scales`` is not a sequence of real numbers.
+
+    Example:
+        >>> from equilib import functional as F
+        >>> basis = F.scale_basis(7, (1.0, 1.2), max_order=2)
+        >>> basis.shape, basis.dtype, basis.flags.writeable
+        ((7, 7, 6, 2), dtype('float32'), False)
     """
     return _basis(*_check_basis_args(kernel_size, scales, sigma, max_order))
 
@@ -159,28 +160,61 @@ def _expand(weight, basis):
     return jnp.einsum("yxbs,cbo->syxco", jnp.asarray(basis, weight.dtype), weight)
 
 
-def scale_lifting_conv(x, weight, basis, *, stride=1, padding="SAME", bias=None, precision=None):
+def scale_lifting_conv(x: Array, weight: Array, basis: np.ndarray | Array, *, stride=1, padding="SAME",
+                       bias: Array | None = None, precision=None) -> Array:
     """Scale lifting convolution ``(B, H, W, C) -> (B, H', W', O, S)``.
 
     ``out[p, o, i] = sum_{d, c, b} x[p + d, c] * weight[c, b, o] * basis[d, b, i] (+ bias[o])``:
-    the same filter (coefficients ``weight`` of shape ``(C, N, O)`` on the basis) at every scale
-    of ``basis`` (``(K, K, N, S)``, from :func:`scale_basis`). ``bias`` ``(O,)`` is shared over
-    scales. Downscaling ``x`` by ``scales[j+1] / scales[j]`` moves the response from scale index
-    ``j + 1`` to ``j`` (module docstring).
+    the same filter (coefficients ``weight`` on the basis) at every scale of ``basis``.
+    Downscaling ``x`` by ``scales[j+1] / scales[j]`` moves the response from scale index
+    ``j + 1`` to ``j`` (module docstring), approximately on the pixel grid.
+
+    Args:
+        x: the input ``(B, H, W, C)``.
+        weight: the coefficients ``(C, N, O)`` of each filter on the basis, of ``x``'s dtype.
+        basis: ``(K, K, N, S)``, from :func:`scale_basis`.
+        stride: as :func:`conv2d`.
+        padding: as :func:`conv2d`.
+        bias: ``(O,)``, shared over the scales, or None.
+        precision: as :func:`conv2d`.
+
+    Returns:
+        The scale map ``(B, H', W', O, S)`` (``H'``, ``W'`` as :func:`conv2d`).
+
+    Raises:
+        ValueError: ``x`` not of rank 4, ``basis`` not of rank 4, ``weight`` not ``(C, N, O)``
+            for this input and basis, ``bias`` not ``(O,)``, a bad ``stride`` or ``padding``.
+        TypeError: ``x`` and ``weight`` of different dtypes.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> basis = F.scale_basis(7, (1.0, 1.2), max_order=2)  # N = 6 functions, S = 2 scales
+        >>> weight = jax.random.normal(jax.random.key(0), (3, 6, 4))
+        >>> F.scale_lifting_conv(jnp.ones((2, 15, 15, 3)), weight, basis).shape
+        (2, 15, 15, 4, 2)
     """
-    _check_rank(x, 4, "(batch, H, W, C)")
+    check_rank(x, 4, "(batch, H, W, C)")
     _check_basis_array(basis)
-    if weight.ndim != 3:
-        raise ValueError(f"`weight` must have rank 3 (C_in, N, C_out), got shape {tuple(weight.shape)}")
-    if weight.shape[1] != basis.shape[2]:
-        raise ValueError(f"`weight` has {weight.shape[1]} basis coefficients (axis 1), but `basis` "
-                         f"has N = {basis.shape[2]} functions")
-    if weight.shape[0] != x.shape[-1]:
-        raise ValueError(f"the weight's input channels (={weight.shape[0]}) do not match the input's "
-                         f"channel axis (={x.shape[-1]})")
+    _check_coefficients(weight, "C_in, N, C_out", basis, x.shape[-1])
     _check_bias(bias, weight.shape[-1])
     return _lift_core(x, weight, jnp.asarray(basis), bias, stride=normalize_stride(stride),
                       padding=normalize_padding(padding), precision=precision)
+
+
+def _check_coefficients(weight, layout: str, basis, in_channels: int):
+    """``weight`` of the axes ``layout`` (input channels first, basis coefficients second to last)
+    against ``basis`` ``(K, K, N, S)`` and the input's channel count."""
+    rank = len(layout.split(", "))
+    if weight.ndim != rank:
+        raise ValueError(f"`weight` must have rank {rank} ({layout}), got shape {tuple(weight.shape)}")
+    axis = rank - 2
+    if weight.shape[axis] != basis.shape[2]:
+        raise ValueError(f"`weight` has {weight.shape[axis]} basis coefficients (axis {axis}), but `basis` "
+                         f"has N = {basis.shape[2]} functions")
+    if weight.shape[0] != in_channels:
+        raise ValueError(f"the weight's input channels (={weight.shape[0]}) do not match the input's "
+                         f"channel axis (={in_channels})")
 
 
 def _check_bias(bias, out_channels: int):
@@ -199,39 +233,54 @@ def _lift_core(x, weight, basis, bias, *, stride, padding, precision):
     y = conv2d(x, kern, stride=stride, padding=padding, precision=precision)
     y = y.reshape(y.shape[:-1] + (o, n_scales))
     if bias is not None:
-        y = y + bias[:, None]
+        y = y + bias.reshape((1,) * (y.ndim - 2) + (-1, 1))  # shared over the scale axis
     return y
 
 
-def scale_conv(x, weight, basis, *, stride=1, padding="SAME", bias=None, precision=None):
+def scale_conv(x: Array, weight: Array, basis: np.ndarray | Array, *, stride=1, padding="SAME",
+               bias: Array | None = None, precision=None) -> Array:
     """Scale convolution ``(B, H, W, C, S) -> (B, H', W', O, S)``, with interaction between
     ``Ks = weight.shape[1]`` neighbouring scales (``Ks = 1``: none).
 
     ``out[p, o, i] = sum_{d, c, k, b} x[p + d, c, i + k] * weight[c, k, b, o] * basis[d, b, i]
     (+ bias[o])``, ``k = 0 .. Ks-1``, with ``x[..., i + k] = 0`` beyond the largest scale
-    (zero padding of the scale axis at its top, as SESN). ``weight`` is ``(C, Ks, N, O)``,
-    ``basis`` ``(K, K, N, S)`` from :func:`scale_basis`, ``bias`` ``(O,)`` shared over scales.
+    (zero padding of the scale axis at its top, as SESN).
 
     Equivariance: if ``x`` is rescaled in space by ``1 / q`` and shifted along the scale axis
     (``x'[..., i] = rescale(x[..., i + 1])``, zeros entering at index ``S - 1``), the output is
     transformed the same way, at every index ``j <= S - 2`` (for ``Ks > 1`` this needs a constant
     ratio ``q`` between neighbouring scales).
+
+    Args:
+        x: the scale map ``(B, H, W, C, S)``.
+        weight: the coefficients ``(C, Ks, N, O)`` of each filter on the basis, per scale offset
+            ``k < Ks <= S``; of ``x``'s dtype.
+        basis, stride, padding, bias, precision: as :func:`scale_lifting_conv`.
+
+    Returns:
+        The scale map ``(B, H', W', O, S)``, as :func:`scale_lifting_conv`'s.
+
+    Raises:
+        ValueError: ``x`` not of rank 5 or its scale axis not of size ``S``, ``basis`` not of
+            rank 4, ``weight`` not ``(C, Ks, N, O)`` with ``Ks <= S``, ``bias`` not ``(O,)``,
+            a bad ``stride`` or ``padding``.
+        TypeError: ``x`` and ``weight`` of different dtypes.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> basis = F.scale_basis(7, (1.0, 1.2), max_order=2)  # N = 6 functions, S = 2 scales
+        >>> weight = jax.random.normal(jax.random.key(0), (4, 2, 6, 5))  # Ks = 2
+        >>> F.scale_conv(jnp.ones((2, 15, 15, 4, 2)), weight, basis).shape
+        (2, 15, 15, 5, 2)
     """
-    _check_rank(x, 5, "(batch, H, W, C, S)")
+    check_rank(x, 5, "(batch, H, W, C, S)")
     _check_basis_array(basis)
-    if weight.ndim != 4:
-        raise ValueError(f"`weight` must have rank 4 (C_in, scale_size, N, C_out), got shape "
-                         f"{tuple(weight.shape)}")
+    _check_coefficients(weight, "C_in, scale_size, N, C_out", basis, x.shape[-2])
     n_scales = basis.shape[-1]
     if x.shape[-1] != n_scales:
         raise ValueError(f"the input's scale axis (last) has size {x.shape[-1]}, expected "
                          f"{n_scales} (the number of scales of `basis`)")
-    if weight.shape[2] != basis.shape[2]:
-        raise ValueError(f"`weight` has {weight.shape[2]} basis coefficients (axis 2), but `basis` "
-                         f"has N = {basis.shape[2]} functions")
-    if weight.shape[0] != x.shape[-2]:
-        raise ValueError(f"the weight's input channels (={weight.shape[0]}) do not match the input's "
-                         f"channel axis (={x.shape[-2]})")
     ks = weight.shape[1]
     if ks > n_scales:
         raise ValueError(f"`scale_size` (weight axis 1, ={ks}) must be <= the number of scales "
@@ -256,14 +305,35 @@ def _scale_conv_core(x, weight, basis, bias, *, stride, padding, precision):
     y = jnp.stack([conv2d(win[..., i], kern[i], stride=stride, padding=padding, precision=precision)
                    for i in range(n_scales)], axis=-1)  # (B, H', W', O, S)
     if bias is not None:
-        y = y + bias[:, None]
+        y = y + bias.reshape((1,) * (y.ndim - 2) + (-1, 1))  # shared over the scale axis
     return y
 
 
-def scale_conv_1x1(x, weight, *, bias=None, precision=None):
-    """1x1 scale convolution ``(B, H, W, C, S) -> (B, H, W, O, S)``: the same ``(C, O)`` matrix
-    ``weight`` at every pixel and scale (no scale interaction), plus ``bias`` ``(O,)``.
-    Commutes exactly with any spatial rescaling and any shift of the scale axis."""
+def scale_conv_1x1(x: Array, weight: Array, *, bias: Array | None = None, precision=None) -> Array:
+    """1x1 scale convolution ``(B, H, W, C, S) -> (B, H, W, O, S)``: one matrix at every pixel and scale.
+
+    ``out[..., o, i] = sum_c x[..., c, i] * weight[c, o] (+ bias[o])``: no scale interaction,
+    so it commutes exactly with any spatial rescaling and any shift of the scale axis.
+
+    Args:
+        x: a scale map ``(B, H, W, C, S)`` (any leading axes ``(..., C, S)``).
+        weight: ``(C, O)``.
+        bias: ``(O,)``, shared over the scales, or None.
+        precision: passed to the contraction (``jax.lax.Precision``).
+
+    Returns:
+        ``(B, H, W, O, S)`` (``(..., O, S)``).
+
+    Raises:
+        ValueError: ``x`` of rank < 2, ``weight`` not ``(C, O)`` for ``x``'s channels, or
+            ``bias`` not ``(O,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> F.scale_conv_1x1(jnp.ones((2, 5, 5, 4, 3)), jnp.ones((4, 8))).shape
+        (2, 5, 5, 8, 3)
+    """
     if x.ndim < 2:
         raise ValueError(f"`x` must have a channel and a scale axis (..., C, S), got shape {tuple(x.shape)}")
     if weight.ndim != 2 or weight.shape[0] != x.shape[-2]:
@@ -271,15 +341,32 @@ def scale_conv_1x1(x, weight, *, bias=None, precision=None):
     _check_bias(bias, weight.shape[-1])
     y = jnp.einsum("...cs,co->...os", x, weight, precision=precision)
     if bias is not None:
-        y = y + bias[:, None]
+        y = y + bias.reshape((1,) * (y.ndim - 2) + (-1, 1))  # shared over the scale axis
     return y
 
 
-def scale_pool(x, mode: str = "max"):
+def scale_pool(x: Array, mode: str = "max") -> Array:
     """Pool the scale axis: ``(..., C, S) -> (..., C)`` (``mode`` "max", as SESN, or "mean").
 
     Max pooling turns the scale shift into invariance (as long as the maximum is not at a
     boundary scale): the pooled map of a rescaled input is the rescaled pooled map.
+
+    Args:
+        x: a scale map ``(B, H, W, C, S)`` (any leading axes ``(..., C, S)``).
+        mode: "max" or "mean".
+
+    Returns:
+        ``(B, H, W, C)`` (``(..., C)``), in ``x``'s dtype.
+
+    Raises:
+        ValueError: ``mode`` is not "max" or "mean", or ``x`` has rank < 2.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> x = jnp.array([[0.5, 2.0, 1.5]])  # one channel, three scales
+        >>> F.scale_pool(x), F.scale_pool(x, "mean")
+        (Array([2.], dtype=float32), Array([1.3333334], dtype=float32))
     """
     if mode not in SCALE_POOL_MODES:
         raise ValueError(f"`mode` must be one of {SCALE_POOL_MODES}, got {mode!r}")

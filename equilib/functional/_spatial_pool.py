@@ -22,6 +22,27 @@ exactly when the samples sit symmetrically about the centre of the map
 size, or a 3-tap blur with stride 2 on an odd size); the NNX modules warn otherwise
 (:class:`equilib.ExactnessWarning`). APS instead adapts its sampling phase to the input, see
 :func:`aps_pool`.
+
+APS ties
+--------
+:func:`aps_pool` ranks the four polyphase components by lexicographic keys that are all
+invariant under circular shifts and rot90/flips of a component: the criterion, then the other
+two norms (of ``l2, l1, linf``), then, only if these leave a tie, structural keys: the circular
+autocorrelations at the lags of each D4-orbit ``(1, 0), (1, 1), (2, 0), (2, 1), (2, 2)``, sorted
+within the orbit, and the sums of triple products over 3-pixel lines and corners, sorted within
+their orbits. So exact ties of the norms (common on integer or binary inputs) are broken
+consistently with shifts and the group action (on 1000 random 8x8 binary maps whose four
+components have equal norms, every remaining full tie was between equivalent components). If all
+keys tie, the first component in the order (0, 0), (0, 1), (1, 0), (1, 1) is taken. No rule can
+be consistent then: shifts and D4 permute the four components transitively, and for an input
+with ``g.x == x`` whose components ``g`` permutes (e.g. a rot90-symmetric map) ``aps(g.x) ==
+g.aps(x)`` would need the chosen component to be ``g``-symmetric itself. Components that tie in
+every key are usually shifts/rotations of each other; a following shift- and group-invariant
+pooling maps them to the same value, so invariant networks stay exact there. Components with
+equal keys that are not equivalent (possible in principle: the keys are not a complete
+invariant) break exactness. The keys are float32 sums: components whose norms differ only by
+rounding (relative ~1e-7) may be ranked differently for a shifted or rotated copy, whose sums
+run in another order; on float feature maps this has not been observed.
 """
 
 from __future__ import annotations
@@ -32,13 +53,29 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from equilib.functional._conv import normalize_padding, normalize_stride, padding_pads
+from equilib._src.checks import (
+    APS_CRITERIA,
+    BLUR_PADDINGS,
+    GLOBAL_POOL_MODES,
+    check_aps_stride,
+    check_blur_padding,
+    check_criterion,
+    check_filter_size,
+    check_global_mode,
+    check_group_mode,
+    check_map,
+    check_window,
+    normalize_padding,
+    normalize_stride,
+)
+from equilib._src.typing import Array
+from equilib.functional._conv import padding_pads
+from equilib.functional._pool import group_pool
 
 __all__ = [
     "APS_CRITERIA",
     "BLUR_PADDINGS",
     "GLOBAL_POOL_MODES",
-    "GROUP_MODES",
     "aps_pool",
     "aps_unpool",
     "avg_pool",
@@ -49,88 +86,34 @@ __all__ = [
     "max_pool",
 ]
 
-BLUR_PADDINGS = ("reflect", "circular", "zeros")
-APS_CRITERIA = ("l2", "l1", "linf")
-GLOBAL_POOL_MODES = ("mean", "max")
-GROUP_MODES = ("max", "mean", "norm")
-MAX_FILTER_SIZE = 7
-
-
-# --- argument checks ---------------------------------------------------------------------------
-def check_map(x, where: str):
-    """``x`` as an array of rank 4 (plain) or 5 (regular); ValueError otherwise."""
-    if not hasattr(x, "ndim"):
-        x = jnp.asarray(x)
-    if x.ndim not in (4, 5):
-        raise ValueError(f"{where} expects a plain map (batch, H, W, C) or a regular map "
-                         f"(batch, H, W, C, |G|), i.e. rank 4 or 5, got shape {tuple(x.shape)}")
-    return x
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def check_window(window) -> int:
-    """A square window: an int >= 1 or a pair of equal ints."""
-    if isinstance(window, (tuple, list)):
-        if len(window) != 2 or window[0] != window[1]:
-            raise ValueError(f"`window` must be an int or a pair of equal ints (square windows keep "
-                             f"rot90 equivariance), got {window!r}")
-        window = window[0]
-    if not _is_int(window) or window < 1:
-        raise ValueError(f"`window` must be an integer >= 1, got {window!r}")
-    return int(window)
-
-
-def check_filter_size(filter_size) -> int:
-    if not _is_int(filter_size):
-        raise TypeError(f"`filter_size` must be an int in 1..{MAX_FILTER_SIZE}, got "
-                        f"{type(filter_size).__name__} ({filter_size!r})")
-    if not 1 <= filter_size <= MAX_FILTER_SIZE:
-        raise ValueError(f"`filter_size` must be in 1..{MAX_FILTER_SIZE}, got {filter_size}")
-    return int(filter_size)
-
-
-def check_blur_padding(padding) -> str:
-    if not isinstance(padding, str) or padding.lower() not in BLUR_PADDINGS:
-        raise ValueError(f"`padding` must be one of {BLUR_PADDINGS}, got {padding!r}")
-    return padding.lower()
-
-
-def check_criterion(criterion) -> str:
-    if criterion not in APS_CRITERIA:
-        raise ValueError(f"`criterion` must be one of {APS_CRITERIA}, got {criterion!r}")
-    return criterion
-
-
-def check_aps_stride(stride) -> int:
-    if not _is_int(stride) or stride != 2:
-        raise ValueError(f"`stride` must be 2 for APS (adaptive polyphase sampling keeps one of the "
-                         f"4 polyphase components of a stride-2 grid; stack two layers for "
-                         f"stride 4), got {stride!r}")
-    return 2
-
-
-def check_global_mode(mode) -> str:
-    if mode not in GLOBAL_POOL_MODES:
-        raise ValueError(f"`mode` must be one of {GLOBAL_POOL_MODES}, got {mode!r}")
-    return mode
-
-
-def check_group_mode(group_mode):
-    if group_mode is not None and group_mode not in GROUP_MODES:
-        raise ValueError(f"`group_mode` must be None or one of {GROUP_MODES}, got {group_mode!r}")
-    return group_mode
-
-
 # --- the binomial filter -----------------------------------------------------------------------
 def binomial_filter(filter_size: int, *, ndim: int = 2) -> np.ndarray:
-    """The normalised binomial filter of Zhang (2019): row ``filter_size - 1`` of Pascal's
-    triangle divided by its sum (``[1]``, ``[1, 1]/2``, ``[1, 2, 1]/4``, ... ``[1, 6, 15, 20, 15,
-    6, 1]/64``). ``ndim=2`` returns the outer product ``(K, K)`` (sums to 1), ``ndim=1`` the taps
-    ``(K,)``. The 2D filter is invariant under rot90 and flips. float32 numpy array; every entry
-    is a dyadic fraction, exact in floating point.
+    """The normalised binomial filter of Zhang (2019), the blur of :func:`blur_pool`.
+
+    Row ``filter_size - 1`` of Pascal's triangle divided by its sum (``[1]``, ``[1, 1]/2``,
+    ``[1, 2, 1]/4``, ... ``[1, 6, 15, 20, 15, 6, 1]/64``); in 2D its outer product with itself,
+    which sums to 1 and is invariant under rot90 and flips. Every entry is a dyadic fraction,
+    exact in floating point.
+
+    Args:
+        filter_size: the number of taps ``K``, an int in 1..7.
+        ndim: 2 for the ``(K, K)`` filter, 1 for the taps ``(K,)``.
+
+    Returns:
+        A float32 numpy array ``(K, K)`` (``ndim=2``) or ``(K,)`` (``ndim=1``).
+
+    Raises:
+        TypeError: ``filter_size`` is not an int.
+        ValueError: ``filter_size`` is not in 1..7, or ``ndim`` is not 1 or 2.
+
+    Example:
+        >>> from equilib import functional as F
+        >>> F.binomial_filter(3, ndim=1)
+        array([0.25, 0.5 , 0.25], dtype=float32)
+        >>> F.binomial_filter(3)
+        array([[0.0625, 0.125 , 0.0625],
+               [0.125 , 0.25  , 0.125 ],
+               [0.0625, 0.125 , 0.0625]], dtype=float32)
     """
     k = check_filter_size(filter_size)
     if ndim not in (1, 2):
@@ -165,7 +148,7 @@ def _reduce_window(x, init, op, window: int, stride: int, pads):
     return lax.reduce_window(x, init, op, dims, strides, padding)
 
 
-def max_pool(x, window=2, stride=None, padding: str = "VALID"):
+def max_pool(x: Array, window=2, stride=None, padding: str = "VALID") -> Array:
     """Max pooling over ``window x window`` spatial windows, ``(B, H, W, ...) -> (B, H', W', ...)``.
 
     ``stride`` defaults to ``window``. ``padding``: ``"VALID"`` (no pads, ``floor((H - K)/s) + 1``
@@ -173,6 +156,27 @@ def max_pool(x, window=2, stride=None, padding: str = "VALID"):
     (periodic pads of ``"SAME"``: with stride 1 this commutes exactly with ``jnp.roll``; with
     stride ``s`` it commutes with shifts by multiples of ``s`` when ``s`` divides ``H`` and ``W``).
     Channels and the group axis of a regular map are pooled independently.
+
+    Args:
+        x: a plain map ``(B, H, W, C)`` or a regular map ``(B, H, W, C, |G|)``, float or integer.
+        window: the window size ``K``, an int or a pair of equal ints.
+        stride: an int (or a pair of equal ints); None: ``window``.
+        padding: "VALID", "SAME" or "CIRCULAR", case-insensitive.
+
+    Returns:
+        ``(B, H', W', C)`` or ``(B, H', W', C, |G|)``, in ``x``'s dtype.
+
+    Raises:
+        ValueError: ``x`` not of rank 4 or 5, a bad ``window``, ``stride`` or ``padding``, or a
+            window larger than the (padded) input.
+        TypeError: ``x`` is neither float nor integer (e.g. bool).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> F.max_pool(jnp.arange(16.0).reshape(1, 4, 4, 1))[0, :, :, 0]
+        Array([[ 5.,  7.],
+               [13., 15.]], dtype=float32)
     """
     x = check_map(x, "max_pool")
     window = check_window(window)
@@ -190,12 +194,37 @@ def max_pool(x, window=2, stride=None, padding: str = "VALID"):
     return _reduce_window(x, init, lax.max, window, stride, pads)
 
 
-def avg_pool(x, window=2, stride=None, padding: str = "VALID", *, count_include_pad: bool = True):
+def avg_pool(x: Array, window=2, stride=None, padding: str = "VALID", *, count_include_pad: bool = True) -> Array:
     """Average pooling over ``window x window`` windows, ``(B, H, W, ...) -> (B, H', W', ...)``.
 
     Arguments as :func:`max_pool`; ``"SAME"`` pads with zeros, which count in the average if
     ``count_include_pad`` (as ``flax.nnx.avg_pool`` and ``torch``), or are left out of it.
     Integer inputs are averaged in float32.
+
+    Args:
+        x, window, stride, padding: as :func:`max_pool`.
+        count_include_pad: whether the zeros of "SAME" padding count in the average.
+
+    Returns:
+        The pooled map, shaped as :func:`max_pool`'s, in ``x``'s dtype (float32 for integers).
+
+    Raises:
+        ValueError: as :func:`max_pool`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from equilib.functional import avg_pool
+        >>> x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+        >>> avg_pool(x)[..., 0]
+        Array([[[ 2.5,  4.5],
+                [10.5, 12.5]]], dtype=float32)
+        >>> ones = jnp.ones((1, 3, 3, 1))
+        >>> avg_pool(ones, 2, 1, "SAME")[0, :, :, 0]  # zeros counted
+        Array([[1.  , 1.  , 0.5 ],
+               [1.  , 1.  , 0.5 ],
+               [0.5 , 0.5 , 0.25]], dtype=float32)
+        >>> avg_pool(ones, 2, 1, "SAME", count_include_pad=False).min()
+        Array(1., dtype=float32)
     """
     x = check_map(x, "avg_pool")
     window = check_window(window)
@@ -260,7 +289,7 @@ def _blur(x, filter_size: int, stride: int, padding: str):
     return _blur_axis(x, taps, 2, stride, pw, padding)
 
 
-def blur_pool(x, filter_size: int = 3, stride=2, padding: str = "reflect"):
+def blur_pool(x: Array, filter_size: int = 3, stride=2, padding: str = "reflect") -> Array:
     """BlurPool (Zhang 2019): blur with the binomial filter of size ``filter_size`` (1..7),
     then keep every ``stride``-th sample: ``(B, H, W, ...) -> (B, ceil(H/s), ceil(W/s), ...)``.
 
@@ -273,6 +302,28 @@ def blur_pool(x, filter_size: int = 3, stride=2, padding: str = "reflect"):
     shifts (odd ``filter_size``; an even one shifts by half a pixel). Rot90/flips: exact when the
     samples are symmetric about the centre (odd ``filter_size`` with stride 1, or stride 2 on an
     odd size; even ``filter_size`` with stride 2 on an even size); see the module docstring.
+
+    Args:
+        x: a plain map ``(B, H, W, C)`` or a regular map ``(B, H, W, C, |G|)``.
+        filter_size: the size of the binomial filter (:func:`binomial_filter`), 1..7.
+        stride: an int (or a pair of equal ints).
+        padding: "reflect", "circular" or "zeros".
+
+    Returns:
+        ``(B, ceil(H/s), ceil(W/s), C)`` or ``(B, ceil(H/s), ceil(W/s), C, |G|)``, in ``x``'s
+        dtype (float32 for integers).
+
+    Raises:
+        ValueError: ``x`` not of rank 4 or 5, ``filter_size`` not in 1..7, a bad ``stride`` or
+            ``padding``, or "reflect" pads as large as the input.
+        TypeError: ``filter_size`` is not an int.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> y = F.blur_pool(jnp.full((2, 9, 9, 3, 4), 2.0))  # a regular map of C4
+        >>> y.shape, float(y.min()), float(y.max())
+        ((2, 5, 5, 3, 4), 2.0, 2.0)
     """
     x = check_map(x, "blur_pool")
     filter_size = check_filter_size(filter_size)
@@ -281,7 +332,7 @@ def blur_pool(x, filter_size: int = 3, stride=2, padding: str = "reflect"):
     return _blur(x, filter_size, stride, padding)
 
 
-def max_blur_pool(x, window=2, filter_size: int = 3, stride=2, padding: str = "reflect"):
+def max_blur_pool(x: Array, window=2, filter_size: int = 3, stride=2, padding: str = "reflect") -> Array:
     """MaxBlurPool (Zhang 2019): max over ``window x window`` windows with stride 1, then
     :func:`blur_pool` with ``filter_size``, ``stride`` and ``padding``.
 
@@ -290,6 +341,29 @@ def max_blur_pool(x, window=2, filter_size: int = 3, stride=2, padding: str = "r
     ``"circular"`` (pads of ``"SAME"``, ``H`` outputs, so the whole layer is circular). With the
     defaults (window 2, filter 3, stride 2, reflect) the samples are symmetric, and the layer
     commutes exactly with rot90/flips, on **even** sizes (``16 -> 15 -> 8``).
+
+    Args:
+        x: a plain map ``(B, H, W, C)`` or a regular map ``(B, H, W, C, |G|)``.
+        window: the max window, an int or a pair of equal ints.
+        filter_size: the size of the binomial filter, 1..7.
+        stride: the stride of the blur stage.
+        padding: "reflect", "circular" or "zeros" (the blur's; "circular" also makes the max
+            stage periodic).
+
+    Returns:
+        ``(B, H', W', C)`` or ``(B, H', W', C, |G|)``: with "circular" ``H' = ceil(H / s)``,
+        otherwise ``H' = ceil((H - window + 1) / s)``.
+
+    Raises:
+        ValueError: ``x`` not of rank 4 or 5, a bad ``window``, ``filter_size``, ``stride`` or
+            ``padding``, or an input smaller than the window.
+        TypeError: ``filter_size`` is not an int.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> F.max_blur_pool(jnp.ones((1, 16, 16, 2))).shape
+        (1, 8, 8, 2)
     """
     x = check_map(x, "max_blur_pool")
     window = check_window(window)
@@ -430,8 +504,8 @@ def _check_phase(phase, batch: int, where: str):
     return (phase[:, 0] % 2) * 2 + phase[:, 1] % 2
 
 
-def aps_pool(x, stride=2, *, criterion: str = "l2", filter_size: int = 1, phase=None,
-             return_phase: bool = False):
+def aps_pool(x: Array, stride=2, *, criterion: str = "l2", filter_size: int = 1, phase: Array | None = None,
+             return_phase: bool = False) -> Array | tuple[Array, Array]:
     """Adaptive polyphase sampling (Chaman & Dokmanic 2021): ``(B, H, W, ...) -> (B, H/2, W/2, ...)``.
 
     Of the four polyphase components ``x[:, i::2, j::2]`` (``i, j`` in {0, 1}) keep, per sample,
@@ -457,27 +531,40 @@ def aps_pool(x, stride=2, *, criterion: str = "l2", filter_size: int = 1, phase=
     ``g.p``; with an even ``filter_size`` the half-pixel blur makes it exact up to a circular
     shift of the output instead (a global pooling after it is still exactly invariant).
 
-    Ties. Components are ranked by lexicographic keys that are all invariant under circular
-    shifts and rot90/flips of a component: the criterion, then the other two norms (of ``l2, l1,
-    linf``), then, only if these leave a tie, structural keys: the circular autocorrelations at
-    the lags of each D4-orbit ``(1, 0), (1, 1), (2, 0), (2, 1), (2, 2)``, sorted within the orbit,
-    and the sums of triple products over 3-pixel lines and corners, sorted within their orbits.
-    So exact ties of the norms (common on integer or binary inputs) are broken consistently with
-    shifts and the group action (on 1000 random 8x8 binary maps whose four components have
-    equal norms, every remaining full tie was between equivalent components). If all keys tie,
-    the first component in the order (0, 0), (0, 1), (1, 0), (1, 1) is taken. No rule can be
-    consistent then: shifts and D4 permute the four components transitively, and for an input
-    with ``g.x == x`` whose
-    components ``g`` permutes (e.g. a rot90-symmetric map) ``aps(g.x) == g.aps(x)`` would need
-    the chosen component to be ``g``-symmetric itself. Components that tie in every key are
-    usually shifts/rotations of each other; a following shift- and group-invariant pooling maps
-    them to the same value, so invariant networks stay exact there. Components with equal keys
-    that are not equivalent (possible in principle: the keys are not a complete invariant)
-    break exactness. The keys are float32 sums: components whose norms differ only by
-    rounding (relative ~1e-7) may be ranked differently for a shifted or rotated copy, whose
-    sums run in another order; on float feature maps this has not been observed.
+    Ties of the norms (common on integer or binary inputs) are broken by further shift- and
+    D4-invariant keys, see "APS ties" in the module docstring.
 
     No :class:`equilib.ExactnessWarning` is raised: the phase adapts to the input.
+
+    Args:
+        x: a plain map ``(B, H, W, C)`` or a regular map ``(B, H, W, C, |G|)``, ``H`` and ``W``
+            even.
+        stride: must be 2.
+        criterion: "l2", "l1" or "linf", the norm that ranks the components first.
+        filter_size: the binomial blur applied first (1: none), 1..7.
+        phase: ``(B, 2)`` integer ``(row, col)`` offsets in {0, 1} to use instead of choosing,
+            or None.
+        return_phase: also return the offsets used.
+
+    Returns:
+        ``(B, H/2, W/2, C)`` or ``(B, H/2, W/2, C, |G|)``; with ``return_phase``, the pair
+        ``(y, phase)`` with ``phase`` int32 ``(B, 2)``.
+
+    Raises:
+        ValueError: ``x`` not of rank 4 or 5, an odd ``H`` or ``W``, ``stride`` not 2, a bad
+            ``criterion`` or ``filter_size``, or a ``phase`` that is not an integer ``(B, 2)`` array.
+        TypeError: ``filter_size`` is not an int.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> x = jax.random.normal(jax.random.key(0), (1, 8, 8, 2))
+        >>> y, p = F.aps_pool(x, return_phase=True)
+        >>> y_shifted = F.aps_pool(jnp.roll(x, 1, axis=1))
+        >>> y.shape, bool(jnp.array_equal(F.global_pool(y, "max"), F.global_pool(y_shifted, "max")))
+        ((1, 4, 4, 2), True)
+        >>> bool(jnp.array_equal(F.aps_pool(x, phase=p), y))
+        True
     """
     x = check_map(x, "aps_pool")
     check_aps_stride(stride)
@@ -495,12 +582,33 @@ def aps_pool(x, stride=2, *, criterion: str = "l2", filter_size: int = 1, phase=
     return y
 
 
-def aps_unpool(y, phase, stride=2):
-    """Inverse placement of :func:`aps_pool` (APS upsampling, for decoders):
-    ``(B, h, w, ...) -> (B, 2h, 2w, ...)`` with ``y`` at the pixels of polyphase component
-    ``phase`` (``(B, 2)`` row/col offsets, as returned by ``aps_pool(..., return_phase=True)``)
-    and zeros elsewhere. ``aps_unpool(*aps_pool(x, return_phase=True))`` commutes exactly with
-    circular shifts and with rot90/flips of ``x``.
+def aps_unpool(y: Array, phase: Array, stride=2) -> Array:
+    """Inverse placement of :func:`aps_pool` (APS upsampling, for decoders): ``(B, h, w, ...) -> (B, 2h, 2w, ...)``.
+
+    ``y`` goes to the pixels of polyphase component ``phase`` and zeros elsewhere.
+    ``aps_unpool(*aps_pool(x, return_phase=True))`` commutes exactly with circular shifts and
+    with rot90/flips of ``x``.
+
+    Args:
+        y: a plain map ``(B, h, w, C)`` or a regular map ``(B, h, w, C, |G|)``.
+        phase: ``(B, 2)`` integer ``(row, col)`` offsets in {0, 1}, as returned by
+            ``aps_pool(..., return_phase=True)``.
+        stride: must be 2.
+
+    Returns:
+        ``(B, 2h, 2w, C)`` or ``(B, 2h, 2w, C, |G|)``, in ``y``'s dtype.
+
+    Raises:
+        ValueError: ``y`` not of rank 4 or 5, ``stride`` not 2, or a ``phase`` that is not an
+            integer ``(B, 2)`` array.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> y, phase = F.aps_pool(jax.random.normal(jax.random.key(0), (1, 8, 8, 2)), return_phase=True)
+        >>> up = F.aps_unpool(y, phase)
+        >>> up.shape, bool(jnp.array_equal(F.aps_pool(up, phase=phase), y))
+        ((1, 8, 8, 2), True)
     """
     y = check_map(y, "aps_unpool")
     check_aps_stride(stride)
@@ -513,15 +621,37 @@ def aps_unpool(y, phase, stride=2):
 
 
 # --- global pooling ---------------------------------------------------------------------------
-def global_pool(x, mode: str = "mean", *, group_mode: str | None = None):
+def global_pool(x: Array, mode: str = "mean", *, group_mode: str | None = None) -> Array:
     """Pool a map to an invariant vector: ``(B, H, W, C) -> (B, C)``, ``(B, H, W, C, |G|) -> (B, C)``.
 
     ``mode`` ("mean" or "max") pools the spatial axes, and with ``group_mode=None`` the group axis
-    of a regular map too, in one reduction. ``group_mode`` first pools the group axis, then
-    ``mode`` pools space (regular maps only): "max", "mean" (as :func:`group_pool`) or "norm"
-    (the Euclidean norm over the group axis, with gradient 0 where it is 0). The result is
+    of a regular map too, in one reduction. ``group_mode`` first pools the group axis with
+    :func:`group_pool` ("max", "mean" or "norm": the Euclidean norm, with gradient 0 where it is
+    0), then ``mode`` pools space (regular maps only). The result is
     invariant under circular shifts, and for a regular map under the regular action of the group
     (rot90/flips), given an equivariant input.
+
+    Args:
+        x: a plain map ``(B, H, W, C)`` or a regular map ``(B, H, W, C, |G|)``.
+        mode: "mean" or "max", over space (and the group axis when ``group_mode`` is None).
+        group_mode: None, or "max", "mean" or "norm" to pool the group axis first (regular
+            maps only).
+
+    Returns:
+        ``(B, C)``.
+
+    Raises:
+        ValueError: ``x`` not of rank 4 or 5, a bad ``mode`` or ``group_mode``, or a
+            ``group_mode`` with a plain map.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> F.global_pool(jnp.ones((2, 5, 5, 3))).shape
+        (2, 3)
+        >>> F.global_pool(jnp.ones((2, 5, 5, 3, 4)), "max", group_mode="norm")  # |(1, 1, 1, 1)| = 2
+        Array([[2., 2., 2.],
+               [2., 2., 2.]], dtype=float32)
     """
     x = check_map(x, "global_pool")
     mode = check_global_mode(mode)
@@ -532,17 +662,6 @@ def global_pool(x, mode: str = "mean", *, group_mode: str | None = None):
                              f"is a plain map of shape {tuple(x.shape)}; expected group_mode=None")
         axes = (1, 2) if x.ndim == 4 else (1, 2, 4)
     else:
-        x = _group_reduce(x, group_mode)
+        x = group_pool(x, group_mode)
         axes = (1, 2)
     return jnp.max(x, axis=axes) if mode == "max" else jnp.mean(x, axis=axes)
-
-
-def _group_reduce(x, mode: str):
-    """Pool the last (group) axis: max, mean or Euclidean norm (safe gradient at 0)."""
-    if mode == "max":
-        return jnp.max(x, axis=-1)
-    if mode == "mean":
-        return jnp.mean(x, axis=-1)
-    sq = jnp.sum(jnp.square(x), axis=-1)
-    nonzero = sq > 0
-    return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, sq, 1)), jnp.zeros((), sq.dtype))

@@ -38,10 +38,13 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from equilib._src.repmath import irrep_matrix
+from equilib._src.tolerances import BASIS_RANK_TOL, BASIS_VANISH_TOL, RADIUS_TOL
+from equilib._src.typing import Array
 from equilib.fields import FieldType, as_field_type
 from equilib.functional._conv import conv2d
 from equilib.groups import Group
-from equilib.reps import Rep, _irrep_matrix, irrep_size
+from equilib.reps import Rep, irrep_size
 
 __all__ = [
     "BasisConfig",
@@ -59,7 +62,26 @@ __all__ = [
 @dataclasses.dataclass(frozen=True)
 class BasisConfig:
     """Sampling of the steerable basis: a ``kernel_size`` grid, ring radii, widths and the
-    largest angular frequency per ring. Build with :func:`basis_config`."""
+    largest angular frequency per ring.
+
+    Frozen and hashable (the bases are cached per configuration). Build it with
+    :func:`basis_config`, which fills in escnn's defaults and validates the arguments; the
+    constructor checks nothing. ``band_limit`` is the largest of ``max_frequencies``.
+
+    Args:
+        kernel_size: the kernel size ``K``.
+        rings: the ring radii in pixels, one per ring.
+        sigmas: the Gaussian width of each ring, in pixels.
+        max_frequencies: the largest angular frequency of each ring.
+
+    Example:
+        >>> from equilib import functional as F
+        >>> cfg = F.basis_config(5)
+        >>> cfg
+        BasisConfig(kernel_size=5, rings=(0.0, 1.0, 2.0), sigmas=(0.005, 0.6, 0.4), max_frequencies=(0, 2, 2))
+        >>> cfg.band_limit, cfg == F.BasisConfig(5, (0.0, 1.0, 2.0), (0.005, 0.6, 0.4), (0, 2, 2))
+        (2, True)
+    """
 
     kernel_size: int
     rings: tuple[float, ...]
@@ -83,10 +105,33 @@ def basis_config(kernel_size: int, *, rings: Sequence[float] | None = None,
                  frequency_cutoff: float | Sequence[float] | None = None) -> BasisConfig:
     """The sampling configuration of a ``kernel_size x kernel_size`` steerable kernel.
 
-    ``rings``: radii in pixels (default ``0, 1, ..., (K-1)//2``), each within the kernel's
-    half-diagonal ``(K-1)/sqrt(2)``. ``sigma``: one width or one per ring (default escnn's).
-    ``frequency_cutoff``: ``None`` (escnn's default policy, see the module docstring), a float
-    ``c`` (``L(r) = floor(c * r)``) or one maximum frequency per ring.
+    Defaults follow escnn's ``R2Conv`` (module docstring).
+
+    Args:
+        kernel_size: the kernel size ``K``, a positive int.
+        rings: radii in pixels, each within the kernel's half-diagonal ``(K-1)/sqrt(2)``;
+            None: ``0, 1, ..., (K-1)//2``.
+        sigma: the Gaussian width of the rings, one for all or one per ring; None: escnn's
+            (0.6, 0.4 for the outermost ring, 0.005 at the origin).
+        frequency_cutoff: None (escnn's policy), a number ``c`` (the band limit
+            ``L(r) = floor(c * r)``), or one maximum frequency per ring.
+
+    Returns:
+        The :class:`BasisConfig`.
+
+    Raises:
+        ValueError: a non-positive ``kernel_size``; empty ``rings`` or rings beyond the
+            half-diagonal; a ``sigma`` <= 0; a negative ``frequency_cutoff``; a per-ring
+            ``sigma`` or ``frequency_cutoff`` of the wrong length.
+        TypeError: ``rings`` is not a sequence of numbers, or ``sigma`` / ``frequency_cutoff``
+            is a bool.
+
+    Example:
+        >>> from equilib import functional as F
+        >>> F.basis_config(5).max_frequencies
+        (0, 2, 2)
+        >>> F.basis_config(5, sigma=0.6, frequency_cutoff=1.0)
+        BasisConfig(kernel_size=5, rings=(0.0, 1.0, 2.0), sigmas=(0.6, 0.6, 0.6), max_frequencies=(0, 1, 2))
     """
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1:
         raise ValueError(f"`kernel_size` must be a positive integer, got {kernel_size!r}")
@@ -102,14 +147,24 @@ def basis_config(kernel_size: int, *, rings: Sequence[float] | None = None,
             raise TypeError(f"`rings` must be a sequence of radii, got {rings!r}") from None
         if not rings:
             raise ValueError("`rings` must not be empty")
-        bad = [r for r in rings if not 0 <= r <= max_radius + 1e-9]
+        bad = [r for r in rings if not 0 <= r <= max_radius + RADIUS_TOL]
         if bad:
             raise ValueError(f"`rings` must lie in [0, {max_radius:.3f}] (the half-diagonal of a "
                              f"kernel_size={k} kernel), got {list(rings)}; use a larger kernel_size")
+    sig = _ring_sigmas(sigma, rings)
+    cut = _ring_cutoffs(frequency_cutoff, rings, k)
+    max_f = tuple(int(math.floor(c + RADIUS_TOL)) for c in cut)
+    return BasisConfig(k, tuple(rings), tuple(float(s) for s in sig), max_f)
+
+
+def _ring_sigmas(sigma: float | Sequence[float] | None, rings: Sequence[float]) -> list[float]:
+    """The Gaussian width of each ring: escnn's defaults, one width for all, or one per ring."""
+    if isinstance(sigma, bool):
+        raise TypeError(f"`sigma` must be a width or one width per ring, got {sigma!r}")
     if sigma is None:
         sig = [0.6] * (len(rings) - 1) + [0.4]
         sig = [0.005 if r == 0 else s for r, s in zip(rings, sig)]
-    elif isinstance(sigma, (int, float, np.integer, np.floating)) and not isinstance(sigma, bool):
+    elif isinstance(sigma, (int, float, np.integer, np.floating)):
         sig = [float(sigma)] * len(rings)
     else:
         sig = [float(s) for s in sigma]
@@ -117,23 +172,27 @@ def basis_config(kernel_size: int, *, rings: Sequence[float] | None = None,
             raise ValueError(f"`sigma` must be one width or one per ring ({len(rings)}), got {len(sig)}")
     if any(not s > 0 for s in sig):
         raise ValueError(f"`sigma` must be > 0, got {sig}")
+    return sig
+
+
+def _ring_cutoffs(frequency_cutoff: float | Sequence[float] | None, rings: Sequence[float],
+                  k: int) -> list[float]:
+    """The (real) largest angular frequency of each ring, before rounding down."""
+    if isinstance(frequency_cutoff, bool):
+        raise TypeError(f"`frequency_cutoff` must be a number or one per ring, got {frequency_cutoff!r}")
     if frequency_cutoff is None:
-        cut = [_escnn_default_cutoff(r, k // 2) for r in rings]
-    elif isinstance(frequency_cutoff, (int, float, np.integer, np.floating)) and not isinstance(
-            frequency_cutoff, bool):
+        return [_escnn_default_cutoff(r, k // 2) for r in rings]
+    if isinstance(frequency_cutoff, (int, float, np.integer, np.floating)):
         if frequency_cutoff < 0:
             raise ValueError(f"`frequency_cutoff` must be >= 0, got {frequency_cutoff!r}")
-        cut = [float(frequency_cutoff) * r for r in rings]
-    else:
-        cut = [float(c) for c in frequency_cutoff]
-        if len(cut) != len(rings):
-            raise ValueError(f"`frequency_cutoff` must be a number or one maximum frequency per ring "
-                             f"({len(rings)} rings), got {len(cut)} values")
-        if any(c < 0 for c in cut):
-            raise ValueError(f"`frequency_cutoff` values must be >= 0, got {cut}")
-    max_f = tuple(int(math.floor(c + 1e-9)) for c in cut)
-    return BasisConfig(k, tuple(rings), tuple(float(s) for s in sig), max_f)
-
+        return [float(frequency_cutoff) * r for r in rings]
+    cut = [float(c) for c in frequency_cutoff]
+    if len(cut) != len(rings):
+        raise ValueError(f"`frequency_cutoff` must be a number or one maximum frequency per ring "
+                         f"({len(rings)} rings), got {len(cut)} values")
+    if any(c < 0 for c in cut):
+        raise ValueError(f"`frequency_cutoff` values must be >= 0, got {cut}")
+    return cut
 
 # --- per irrep pair, per harmonic frequency: the fixed points ---------------------------------
 def _harmonic_action(j: int, angle: float, flip: int) -> np.ndarray:
@@ -157,7 +216,7 @@ def _element_set(group, m: int) -> tuple[tuple[float, int], ...]:
 
 @functools.cache
 def _irrep_stack(group, ident: tuple, m: int) -> np.ndarray:
-    return np.stack([_irrep_matrix(group, ident, a, f) for a, f in _element_set(group, m)])
+    return np.stack([irrep_matrix(group, ident, a, f) for a, f in _element_set(group, m)])
 
 
 @functools.cache
@@ -177,13 +236,13 @@ def _fixed_coefficients(group, out_id: tuple, in_id: tuple, j: int) -> np.ndarra
     p = (hm[:, :, None, None, :, None, None] * om[:, None, :, None, None, :, None]
          * im[:, None, None, :, None, None, :]).mean(axis=0).reshape(n, n)
     # canonical orthonormal basis of range(P): Gram-Schmidt on P's columns in index order
-    vecs = []
+    vecs: list[np.ndarray] = []
     for col in p.T:
         v = col.copy()
         for u in vecs:
             v -= (u @ v) * u
         nv = np.linalg.norm(v)
-        if nv > 1e-8:
+        if nv > BASIS_RANK_TOL:
             vecs.append(v / nv)
     out = np.array(vecs).reshape(len(vecs), h, d_o, d_i) if vecs else np.zeros((0, h, d_o, d_i))
     out.setflags(write=False)
@@ -205,7 +264,7 @@ def _ring_harmonics(config: BasisConfig, t: int, j: int) -> np.ndarray:
     radial = np.exp(-((rad - config.rings[t]) ** 2) / (2 * config.sigmas[t] ** 2))
     if j == 0:
         return radial[:, None]
-    origin = rad < 1e-9  # the angle is undefined at the centre: frequencies J > 0 vanish there
+    origin = rad < RADIUS_TOL  # the angle is undefined at the centre: frequencies J > 0 vanish there
     ang = np.stack([np.cos(j * theta), np.sin(j * theta)], axis=1)
     return np.where(origin[:, None], 0.0, radial[:, None] * ang)
 
@@ -225,7 +284,7 @@ def _irrep_pair_sampled(group, out_id: tuple, in_id: tuple, config: BasisConfig)
             b = np.einsum("ph,nhab->npab", samples, coef)
             for e in b:
                 norm = math.sqrt(float(np.sum(e * e)) / d_o)
-                if norm < 1e-6:  # vanishes on the grid (escnn's rule)
+                if norm < BASIS_VANISH_TOL:  # vanishes on the grid (escnn's rule)
                     continue
                 elems.append((e / norm).reshape(k, k, d_o, d_i))
                 labels.append((t, j))
@@ -265,8 +324,35 @@ def _rep_pair(out_rep: Rep, in_rep: Rep, config: BasisConfig):
 
 def rep_pair_basis(out_rep: Rep, in_rep: Rep, kernel_size: int, *, rings=None, sigma=None,
                    frequency_cutoff=None) -> np.ndarray:
-    """The sampled steerable basis ``(n, K, K, out_rep.size, in_rep.size)`` (float32, read-only)
-    of kernels from one field of ``in_rep`` to one field of ``out_rep``; ``n`` may be 0."""
+    """The sampled steerable basis of kernels from one field of ``in_rep`` to one of ``out_rep``.
+
+    Each element ``k`` satisfies ``k(g d) = out_rep(g) k(d) in_rep(g)^T`` (module docstring).
+    Cached per configuration.
+
+    Args:
+        out_rep: the output field's representation (:class:`equilib.reps.Rep`).
+        in_rep: the input field's representation, of the same group.
+        kernel_size: the kernel size ``K``.
+        rings: as :func:`basis_config`.
+        sigma: as :func:`basis_config`.
+        frequency_cutoff: as :func:`basis_config`.
+
+    Returns:
+        ``(n, K, K, out_rep.size, in_rep.size)``, a read-only float32 numpy array; ``n`` may
+        be 0 (no equivariant kernel within the band limit).
+
+    Raises:
+        TypeError: ``out_rep`` or ``in_rep`` is not a ``Rep``; the errors of :func:`basis_config`.
+        ValueError: the two representations are of different groups; the errors of
+            :func:`basis_config`.
+
+    Example:
+        >>> from equilib import functional as F
+        >>> from equilib.groups import SO2
+        >>> from equilib.reps import irrep, trivial_rep
+        >>> F.rep_pair_basis(irrep(SO2(), 1), trivial_rep(SO2()), 5).shape  # scalar -> vector
+        (4, 5, 5, 2, 1)
+    """
     if not isinstance(out_rep, Rep) or not isinstance(in_rep, Rep):
         raise TypeError(f"`out_rep` and `in_rep` must be Rep, got {type(out_rep).__name__}, "
                         f"{type(in_rep).__name__}")
@@ -309,11 +395,38 @@ class Block:
 class SteerableBasis:
     """The kernel basis of a steerable convolution ``in_type -> out_type`` (numpy, read-only).
 
-    Attributes: ``in_type``, ``out_type``, ``config`` (:class:`BasisConfig`), ``blocks`` (one
-    :class:`Block` per pair of distinct representations with a non-empty basis), ``num_params``
-    (length of the flat weight vector), ``bias_matrix`` ``(num_bias, D_out)`` (the bias may only
-    live on the invariant (trivial-irrep) directions of the output fields), and the channel
-    permutations that restore the natural channel order after the blocks are assembled.
+    The kernels from the ``D_in`` channels of ``in_type`` to the ``D_out`` channels of
+    ``out_type`` are the linear combinations, with ``num_params`` weights, of the elements of
+    :func:`rep_pair_basis` for each pair of input and output fields. Use
+    :func:`steerable_basis`, which caches and checks it, rather than the constructor. Besides
+    the attributes below it holds the channel permutations (``in_sorted``, ``in_inverse``,
+    ``out_sorted``, ``out_inverse``) that restore the natural channel order after the blocks,
+    grouped by representation, are assembled.
+
+    Args:
+        in_type: the input :class:`equilib.fields.FieldType` (``D_in`` channels).
+        out_type: the output field type (``D_out`` channels), of the same group.
+        config: the sampling, a :class:`BasisConfig`.
+
+    Attributes:
+        in_type: the input field type.
+        out_type: the output field type.
+        config: the :class:`BasisConfig`.
+        blocks: one block per pair of distinct representations with a non-empty basis.
+        num_params: the length of the flat weight vector of :func:`expand_steerable_kernel`.
+        bias_matrix: ``(num_bias, D_out)``: a bias may only live on the invariant
+            (trivial-irrep) directions of the output fields.
+
+    Example:
+        >>> from equilib import functional as F
+        >>> from equilib.fields import FieldType
+        >>> from equilib.groups import Cyclic
+        >>> from equilib.reps import regular_rep, trivial_rep
+        >>> C4 = Cyclic(4)
+        >>> basis = F.SteerableBasis(FieldType(C4, [trivial_rep(C4)] * 2), FieldType(C4, [regular_rep(C4)] * 3),
+        ...                          F.basis_config(3))
+        >>> basis.num_params, basis.bias_matrix.shape, basis.kernel_size
+        (36, (3, 12), 3)
     """
 
     def __init__(self, in_type: FieldType, out_type: FieldType, config: BasisConfig):
@@ -374,9 +487,38 @@ def steerable_basis(in_type: FieldType, out_type: FieldType, kernel_size: int, *
                     sigma=None, frequency_cutoff=None, check: bool = True) -> SteerableBasis:
     """The (cached) :class:`SteerableBasis` of kernels ``in_type -> out_type``.
 
-    With ``check`` (default) a ``ValueError`` is raised if some output field receives no basis
-    element (its frequency is beyond what the kernel's band limit can reach from the input
-    fields; a larger ``kernel_size`` or ``frequency_cutoff`` raises the band limit).
+    Args:
+        in_type: the input :class:`equilib.fields.FieldType` (``D_in`` channels).
+        out_type: the output field type (``D_out`` channels), of the same group.
+        kernel_size: the kernel size ``K``.
+        rings: as :func:`basis_config`.
+        sigma: as :func:`basis_config`.
+        frequency_cutoff: as :func:`basis_config`.
+        check: raise if some output field receives no basis element (its frequency is beyond
+            what the kernel's band limit can reach from the input fields); the message says
+            whether a larger ``kernel_size`` or ``frequency_cutoff`` would help.
+
+    Returns:
+        The :class:`SteerableBasis`, the same object for equal arguments.
+
+    Raises:
+        TypeError: ``in_type`` or ``out_type`` is not a ``FieldType``; the errors of
+            :func:`basis_config`.
+        ValueError: field types of different groups; with ``check``, an output field that no
+            kernel reaches; the errors of :func:`basis_config`.
+
+    Example:
+        >>> from equilib import functional as F
+        >>> from equilib.fields import FieldType
+        >>> from equilib.groups import SO2
+        >>> from equilib.reps import irrep, trivial_rep
+        >>> scalar, vector = FieldType(SO2(), [trivial_rep(SO2())]), FieldType(SO2(), [irrep(SO2(), 1)])
+        >>> F.steerable_basis(scalar, vector, 5)
+        SteerableBasis(FieldType(SO2, [1xtrivial], size=1) -> FieldType(SO2, [1xirrep(1)], size=2), K=5, 4 parameters)
+        >>> F.steerable_basis(scalar, vector, 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: output field 0 (irrep(1) of SO2, frequencies [1]) gets no kernel ... expected a larger kernel_size
     """
     in_type = as_field_type(in_type, "in_type")
     out_type = as_field_type(out_type, "out_type")
@@ -396,7 +538,8 @@ def steerable_basis(in_type: FieldType, out_type: FieldType, kernel_size: int, *
             # would any band limit help? (the needed angular frequency is at most |n| + |m|)
             top = max(out_f) + max(in_f) + 1
             wide = dataclasses.replace(cfg, max_frequencies=(top,) * len(cfg.rings))
-            big = basis_config(max(cfg.kernel_size, 7), frequency_cutoff=(top,) * math.ceil(max(cfg.kernel_size, 7) / 2))
+            big_k = max(cfg.kernel_size, 7)
+            big = basis_config(big_k, frequency_cutoff=(top,) * math.ceil(big_k / 2))
             reaches = lambda c: any(_rep_pair(r, ri, c)[0].shape[0] for ri in set(in_type.reps))
             more = f" ({len(empty)} such fields)" if len(empty) > 1 else ""
             if not reaches(big):
@@ -422,9 +565,33 @@ def steerable_basis(in_type: FieldType, out_type: FieldType, kernel_size: int, *
 
 
 # --- expansion and convolution ----------------------------------------------------------------
-def expand_steerable_kernel(weight, basis: SteerableBasis):
-    """The HWIO kernel ``(K, K, D_in, D_out)`` of the flat parameter vector ``weight``
-    (``(basis.num_params,)``)."""
+def expand_steerable_kernel(weight: Array, basis: SteerableBasis) -> Array:
+    """The HWIO kernel ``(K, K, D_in, D_out)`` of the flat parameter vector ``weight``.
+
+    The kernel is ``sum_n weight[n] * element_n`` over the basis elements of every block of
+    ``basis``, in the natural channel order of the field types.
+
+    Args:
+        weight: the flat parameters ``(basis.num_params,)``.
+        basis: the :class:`SteerableBasis`.
+
+    Returns:
+        The HWIO kernel ``(K, K, D_in, D_out)``, in ``weight``'s dtype.
+
+    Raises:
+        ValueError: ``weight`` is not of shape ``(basis.num_params,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> from equilib.fields import FieldType
+        >>> from equilib.groups import Cyclic
+        >>> from equilib.reps import regular_rep, trivial_rep
+        >>> C4 = Cyclic(4)
+        >>> basis = F.steerable_basis(FieldType(C4, [trivial_rep(C4)] * 2), FieldType(C4, [regular_rep(C4)] * 3), 3)
+        >>> F.expand_steerable_kernel(jnp.ones(basis.num_params), basis).shape
+        (3, 3, 2, 12)
+    """
     if weight.ndim != 1 or weight.shape[0] != basis.num_params:
         raise ValueError(f"`weight` must have shape ({basis.num_params},) for {basis!r}, got "
                          f"{tuple(weight.shape)}")
@@ -458,23 +625,83 @@ def expand_steerable_kernel(weight, basis: SteerableBasis):
     return kernel
 
 
-def expand_steerable_bias(bias, basis: SteerableBasis):
-    """The ``(D_out,)`` bias of the parameters ``bias`` (``(basis.bias_matrix.shape[0],)``): one
-    value per trivial irrep of the output fields (a regular field gets a constant bias)."""
+def expand_steerable_bias(bias: Array, basis: SteerableBasis) -> Array:
+    """The ``(D_out,)`` bias of the parameters ``bias``: one value per trivial irrep of the output fields.
+
+    An equivariant bias can only live on the invariant directions of the output fields: a
+    regular field gets a constant bias, a field with no trivial irrep none.
+
+    Args:
+        bias: ``(num_bias,)`` with ``num_bias = basis.bias_matrix.shape[0]``.
+        basis: the :class:`SteerableBasis`.
+
+    Returns:
+        ``(D_out,)``, ``bias @ basis.bias_matrix``, in ``bias``'s dtype.
+
+    Raises:
+        ValueError: ``bias`` is not of shape ``(num_bias,)``.
+
+    Example:
+        One trivial field in, two regular C4 fields out: each output field gets one constant bias.
+
+        >>> import jax.numpy as jnp
+        >>> from equilib import Cyclic, FieldType, functional as F, reps
+        >>> C4 = Cyclic(4)
+        >>> in_type = FieldType(C4, [reps.trivial_rep(C4)])
+        >>> basis = F.steerable_basis(in_type, FieldType(C4, [reps.regular_rep(C4)] * 2), 3)
+        >>> F.expand_steerable_bias(jnp.array([1.0, 2.0]), basis)
+        Array([1., 1., 1., 1., 2., 2., 2., 2.], dtype=float32)
+    """
     if bias.shape != (basis.bias_matrix.shape[0],):
         raise ValueError(f"`bias` must have shape ({basis.bias_matrix.shape[0]},) (one per trivial "
                          f"irrep of out_type), got {tuple(bias.shape)}")
     return bias @ jnp.asarray(basis.bias_matrix, dtype=bias.dtype)
 
 
-def steerable_conv(x, weight, basis: SteerableBasis, *, stride=1, padding="SAME", bias=None,
-                   precision=None):
+def steerable_conv(x: Array, weight: Array, basis: SteerableBasis, *, stride=1, padding="SAME",
+                   bias: Array | None = None, precision=None) -> Array:
     """Steerable convolution ``(B, H, W, D_in) -> (B, H', W', D_out)``.
 
-    ``weight``: flat parameters ``(basis.num_params,)``; ``bias``: ``(num_bias,)`` or ``None``.
-    Equivariance: ``steerable_conv(in_type.transform(x, g)) == out_type.transform(steerable_conv(x), g)``,
+    A :func:`conv2d` with the kernel of :func:`expand_steerable_kernel`. Equivariance:
+    ``steerable_conv(in_type.transform(x, g)) == out_type.transform(steerable_conv(x), g)``,
     exactly for rotations by multiples of 90 degrees and mirrors in the group (with symmetric
     sampling, see :func:`equilib.check_exact`), approximately (band-limited kernels) otherwise.
+
+    Args:
+        x: a steerable map ``(B, H, W, D_in)`` of ``basis.in_type``.
+        weight: the flat parameters ``(basis.num_params,)``, of ``x``'s dtype.
+        basis: the :class:`SteerableBasis` (:func:`steerable_basis`).
+        stride: as :func:`conv2d`.
+        padding: as :func:`conv2d`.
+        bias: ``(num_bias,)`` (:func:`expand_steerable_bias`), or None.
+        precision: as :func:`conv2d`.
+
+    Returns:
+        The steerable map ``(B, H', W', D_out)`` of ``basis.out_type`` (``H'``, ``W'`` as
+        :func:`conv2d`).
+
+    Raises:
+        ValueError: ``x`` not of rank 4 or not of ``D_in`` channels, ``weight`` or ``bias`` of
+            the wrong shape, and the errors of :func:`conv2d`.
+        TypeError: ``x`` and ``weight`` of different dtypes.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, numpy as np
+        >>> from equilib import functional as F
+        >>> from equilib.fields import FieldType
+        >>> from equilib.groups import Cyclic
+        >>> from equilib.reps import regular_rep, trivial_rep
+        >>> C4 = Cyclic(4)
+        >>> in_type, out_type = FieldType(C4, [trivial_rep(C4)] * 2), FieldType(C4, [regular_rep(C4)] * 3)
+        >>> basis = F.steerable_basis(in_type, out_type, 3)
+        >>> weight = jax.random.normal(jax.random.key(0), (basis.num_params,))
+        >>> x = jax.random.normal(jax.random.key(1), (2, 9, 9, 2))
+        >>> y = F.steerable_conv(x, weight, basis, bias=jnp.zeros(3))
+        >>> y.shape
+        (2, 9, 9, 12)
+        >>> y_rot = F.steerable_conv(in_type.transform(x, np.pi / 2), weight, basis, bias=jnp.zeros(3))
+        >>> bool(jnp.allclose(y_rot, out_type.transform(y, np.pi / 2), atol=1e-5))
+        True
     """
     basis.in_type.check(x, "x", "steerable_conv")
     kernel = expand_steerable_kernel(weight, basis)

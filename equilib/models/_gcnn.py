@@ -28,17 +28,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from equilib import nn
+from equilib.functional import max_pool
 from equilib.groups import Cyclic, Dihedral, Group
 
 __all__ = ["Z2CNN", "P4CNN", "P4CNNRotationPooling", "P4MCNN", "GCNN"]
-
-
-def _max_pool_2x2(x):
-    # 2x2 / stride 2 max-pool over (H, W) of a plain or regular map (group axis untouched)
-    shape = x.shape
-    x = x.reshape(shape[:3] + (-1,))
-    y = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-    return y.reshape(y.shape[:3] + shape[3:])
 
 
 def _check_images(x, in_channels: int):
@@ -47,7 +40,34 @@ def _check_images(x, in_channels: int):
 
 
 class Z2CNN(nnx.Module):
-    """The plain CNN baseline: 7 convs (20 channels), dropout 0.3, max over space. 21,750 params."""
+    """The plain CNN baseline: 7 convs (20 channels), dropout 0.3, max over space. 21,750 params.
+
+    ``(B, 28, 28, in_channels)`` images -> ``(B, num_classes)`` logits (larger images work
+    too: the head takes the maximum over space). Call ``model.eval()`` before evaluating (batch norm
+    running statistics, no dropout).
+
+    Args:
+        in_channels: channels ``C`` of the images.
+        num_classes: the number of logits.
+        width: channels of every hidden layer.
+        dropout: the dropout rate after every layer but the one before the pool.
+        rngs: the ``nnx.Rngs`` the parameters (and dropout) draw from.
+
+    Raises:
+        ValueError: on call, images that are not ``(B, H, W, in_channels)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from equilib import models
+        >>> from equilib.training import count_params
+        >>> count_params(models.Z2CNN(rngs=nnx.Rngs(0)))
+        21750
+        >>> model = models.Z2CNN(width=4, rngs=nnx.Rngs(0))
+        >>> model.eval()
+        >>> model(jnp.zeros((2, 28, 28, 1))).shape
+        (2, 10)
+    """
 
     def __init__(self, *, in_channels: int = 1, num_classes: int = 10, width: int = 20,
                  dropout: float = 0.3, rngs: nnx.Rngs):
@@ -64,7 +84,7 @@ class Z2CNN(nnx.Module):
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
             x = jax.nn.relu(bn(conv(x)))
             if i == 1:
-                x = _max_pool_2x2(x)
+                x = max_pool(x, 2)
             if i != 1:  # the official code drops out after every layer but the one before the pool
                 x = self.dropout(x)
         return jnp.max(self.top(x), axis=(1, 2))
@@ -74,7 +94,33 @@ class GCNN(nnx.Module):
     """The G-CNN of Cohen & Welling over any ``group``: a LiftingConv, five GroupConvs and a
     4x4 GroupConv, GroupBatchNorm + ReLU, max-pool after the second layer; logits are the
     maximum over space and the group axis, invariant under the group. ``P4CNN`` and ``P4MCNN``
-    are instances."""
+    are instances.
+
+    ``(B, 28, 28, in_channels)`` images -> ``(B, num_classes)`` logits; :meth:`features` gives
+    the regular map before the head. Exactly invariant for C4, D4 and their subgroups on 28x28
+    inputs (every layer samples symmetrically; see :func:`equilib.check_exact`).
+
+    Args:
+        group: a finite group (``Cyclic(n)``, ``Dihedral(n)``, ``Trivial()``).
+        width: fields (each of ``|G|`` channels) of every hidden layer.
+        in_channels: channels ``C`` of the images.
+        num_classes: the number of logits.
+        rngs: the ``nnx.Rngs`` the parameters are drawn from.
+
+    Raises:
+        TypeError: ``group`` is not a finite group.
+        ValueError: on call, images that are not ``(B, H, W, in_channels)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from equilib import Cyclic, models
+        >>> model = models.GCNN(Cyclic(2), width=2, rngs=nnx.Rngs(0))
+        >>> model.eval()
+        >>> x = jnp.zeros((2, 28, 28, 1))
+        >>> model(x).shape, model.features(x).shape
+        ((2, 10), (2, 1, 1, 10, 2))
+    """
 
     def __init__(self, group: Group, *, width: int = 10, in_channels: int = 1, num_classes: int = 10,
                  rngs: nnx.Rngs):
@@ -93,7 +139,7 @@ class GCNN(nnx.Module):
         for i, conv in enumerate(self.convs):
             x = jax.nn.relu(self.bns[i + 1](conv(x)))
             if i == 0:
-                x = _max_pool_2x2(x)
+                x = max_pool(x, 2)
         return self.top(x)
 
     def __call__(self, x):
@@ -101,14 +147,51 @@ class GCNN(nnx.Module):
 
 
 class P4CNN(GCNN):
-    """``GCNN`` over C4 with 10 fields: 24,680 params (Cohen & Welling's P4CNN)."""
+    """``GCNN`` over C4 with 10 fields: 24,680 params (Cohen & Welling's P4CNN).
+
+    Args:
+        width: fields of every hidden layer.
+        in_channels: channels ``C`` of the images ``(B, H, W, C)``.
+        num_classes: the number of logits.
+        rngs: the ``nnx.Rngs`` the parameters are drawn from.
+
+    Raises:
+        ValueError: on call, images that are not ``(B, H, W, in_channels)``.
+
+    Example:
+        >>> from flax import nnx
+        >>> from equilib import models
+        >>> from equilib.training import count_params
+        >>> model = models.P4CNN(rngs=nnx.Rngs(0))
+        >>> model.group, count_params(model)
+        (Cyclic(4), 24680)
+    """
 
     def __init__(self, *, width: int = 10, in_channels: int = 1, num_classes: int = 10, rngs: nnx.Rngs):
         super().__init__(Cyclic(4), width=width, in_channels=in_channels, num_classes=num_classes, rngs=rngs)
 
 
 class P4MCNN(GCNN):
-    """``GCNN`` over D4 (rotations and mirrors) with 7 fields: 26,799 params, close to P4CNN's."""
+    """``GCNN`` over D4 (rotations and mirrors) with 7 fields: 26,799 params, close to P4CNN's.
+
+    Args:
+        width, in_channels, num_classes, rngs: as in :class:`P4CNN`.
+
+    Raises:
+        ValueError: as :class:`P4CNN`.
+
+    Example:
+        A mirrored image gives the same logits (D4 contains the mirror):
+
+        >>> import jax, jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from equilib.models import P4MCNN
+        >>> model = P4MCNN(rngs=nnx.Rngs(0))
+        >>> model.eval()
+        >>> x = jax.random.normal(jax.random.key(0), (1, 28, 28, 1))
+        >>> bool(jnp.allclose(model(x), model(x[:, :, ::-1]), atol=1e-4))
+        True
+    """
 
     def __init__(self, *, width: int = 7, in_channels: int = 1, num_classes: int = 10, rngs: nnx.Rngs):
         super().__init__(Dihedral(4), width=width, in_channels=in_channels, num_classes=num_classes, rngs=rngs)
@@ -116,7 +199,25 @@ class P4MCNN(GCNN):
 
 class P4CNNRotationPooling(nnx.Module):
     """Cohen & Welling's P4CNN-RotationPooling: every layer is a C4 LiftingConv whose output
-    is max-pooled over rotations at once (20 channels): invariant, 21,750 params."""
+    is max-pooled over rotations at once (20 channels): invariant, 21,750 params.
+
+    ``(B, 28, 28, in_channels)`` images -> ``(B, num_classes)`` logits, as :class:`Z2CNN`
+    (same parameter count: each layer's filters are shared by the four rotations).
+
+    Args:
+        width: channels of every hidden layer.
+        in_channels, num_classes, rngs: as in :class:`P4CNN`.
+
+    Raises:
+        ValueError: as :class:`P4CNN`.
+
+    Example:
+        >>> from flax import nnx
+        >>> from equilib.models import P4CNNRotationPooling
+        >>> from equilib.training import count_params
+        >>> count_params(P4CNNRotationPooling(rngs=nnx.Rngs(0)))
+        21750
+    """
 
     def __init__(self, *, width: int = 20, in_channels: int = 1, num_classes: int = 10, rngs: nnx.Rngs):
         G = Cyclic(4)
@@ -133,5 +234,5 @@ class P4CNNRotationPooling(nnx.Module):
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
             x = self.pool(jax.nn.relu(bn(conv(x))))
             if i == 1:
-                x = _max_pool_2x2(x)
+                x = max_pool(x, 2)
         return jnp.max(self.top(x), axis=(1, 2, 4))

@@ -14,6 +14,8 @@ and the rest its rotation subgroup (``Restrict``): the D16 -> C16 model of the p
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -22,6 +24,7 @@ from equilib import nn
 from equilib.fields import FieldType
 from equilib.functional import max_pool
 from equilib.groups import Cyclic, Group
+from equilib.reps import regular_rep, trivial_rep
 
 __all__ = ["SteerableCNN"]
 
@@ -32,26 +35,50 @@ def _pool(x):
 
 
 class SteerableCNN(nnx.Module):
-    """E(2)-CNN-style MNIST classifier over ``group`` (default C16): ``(B, 29, 29, C) -> (B, 10)``."""
+    """E(2)-CNN-style MNIST classifier over ``group`` (default C16): ``(B, 29, 29, C) -> (B, 10)``.
+
+    Args:
+        group: a finite group, C_N or D_N (for D_N with ``restrict_after``, see the module).
+        width_scale: multiplies the widths 24, 32, 36, 36, 64, 96 (regular fields; at least 1).
+        in_channels: channels ``C`` of the images (trivial fields).
+        num_classes: the number of logits.
+        restrict_after: None, or the layer (1..5) from which the rotation subgroup C_N is used.
+        rngs: the ``nnx.Rngs`` the parameters are drawn from.
+
+    Raises:
+        ValueError: ``restrict_after`` out of range; on call, images that are not
+            ``(B, H, W, in_channels)``.
+
+    Example:
+        The D4 -> C4 model: the layers from the fourth on use the rotations only.
+
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from equilib import Dihedral, models
+        >>> model = models.SteerableCNN(Dihedral(4), width_scale=0.1, restrict_after=3, rngs=nnx.Rngs(0))
+        >>> restrict = model.body.layers[10]
+        >>> restrict.in_type.group.name, restrict.out_type.group.name, model(jnp.zeros((2, 29, 29, 1))).shape
+        ('D4', 'C4', (2, 10))
+    """
 
     widths = (24, 32, 36, 36, 64, 96)
     kernels = (9, 7, 7, 7, 7, 5)
 
-    def __init__(self, group: Group = Cyclic(16), *, width_scale: float = 1.0, in_channels: int = 1,
+    def __init__(self, group: Group = Cyclic(16), *, width_scale: float = 1.0, in_channels: int = 1,  # noqa: B008
                  num_classes: int = 10, restrict_after: int | None = None, rngs: nnx.Rngs):
         if restrict_after is not None and not 0 < restrict_after < len(self.widths):
             raise ValueError(f"`restrict_after` must be in 1..{len(self.widths) - 1} or None, got {restrict_after!r}")
         self.in_channels = in_channels
         g = group
-        ftype = FieldType(g, [g.trivial_rep] * in_channels)
+        ftype = FieldType(g, [trivial_rep(g)] * in_channels)
         self.in_type = ftype
-        layers = []
+        layers: list[Callable] = []
         for i, (w, k) in enumerate(zip(self.widths, self.kernels)):
             if restrict_after is not None and i == restrict_after:
-                sub = Cyclic(g.n)
-                layers.append(nn.Restrict(ftype, sub))
-                g, ftype = sub, layers[-1].out_type
-            out = FieldType(g, [g.regular_rep] * max(1, round(w * width_scale)))
+                restrict = nn.Restrict(ftype, Cyclic(g.n))
+                layers.append(restrict)
+                g, ftype = restrict.subgroup, restrict.out_type
+            out = FieldType(g, [regular_rep(g)] * max(1, round(w * width_scale)))
             layers.append(nn.SteerableConv(ftype, out, k, padding="SAME", rngs=rngs))
             layers.append(nn.FieldBatchNorm(out, rngs=rngs))
             layers.append(nn.PointwiseNonlinearity(out, "elu"))

@@ -10,6 +10,7 @@ from equilib.nn._norm import GroupBatchNorm
 from equilib.nn._pool import GroupPool
 from equilib.nn._scale import ScaleConv, ScaleConv1x1, ScaleLiftingConv, ScalePool
 from equilib.nn._sequential import Sequential
+from equilib.nn._spatial_pool import APSPool, AvgPool, BlurPool, GlobalPool, MaxBlurPool, MaxPool
 from equilib.nn._steerable import (
     FieldBatchNorm,
     FieldGroupPool,
@@ -22,7 +23,6 @@ from equilib.nn._steerable import (
     Restrict,
     SteerableConv,
 )
-from equilib.nn._spatial_pool import APSPool, AvgPool, BlurPool, GlobalPool, MaxBlurPool, MaxPool
 
 __all__ = ["FieldBatchNorm", "FieldGroupPool", "FieldSequential", "FourierPointwise",
            "GatedNonlinearity", "NormNonlinearity", "NormPool", "PointwiseNonlinearity", "Restrict",

@@ -1,122 +1,194 @@
 """Convolution modules: plain ``Conv``, ``LiftingConv`` and ``GroupConv`` (Flax NNX).
 
-The modules own their parameters and call :mod:`equilib.functional`. Channel counts count
-fields: a ``GroupConv(16, 16, ...)`` over C4 maps ``(B, H, W, 16, 4) -> (B, H, W, 16, 4)``.
+Each layer is a spec (configuration and maths, :mod:`equilib._src.layers`) plus its
+parameters ``kernel`` and ``bias``. Channel counts count fields: a ``GroupConv(16, 16, ...)``
+over C4 maps ``(B, H, W, 16, 4) -> (B, H, W, 16, 4)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from equilib import functional as F
 from equilib._exact import warn_if_inexact
-from equilib.functional._conv import normalize_padding, normalize_stride
-from equilib.functional._kernels import kernel_dof
-from equilib.groups import Group, as_group
-from equilib.nn._init import lecun_normal, zeros
+from equilib._src.checks import check_finite_group, check_group_kernel, check_input, check_output_size
+from equilib._src.init import Initializer, lecun_normal, zeros
+from equilib._src.layers import ExportableConvLayer, WindowConvSpec, set_fields
+from equilib.functional import kernel_dof
+from equilib.groups import Group
 
-__all__ = ["Conv", "LiftingConv", "GroupConv"]
-
-
-def check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-    return int(value)
+__all__ = ["Conv", "LiftingConv", "GroupConv", "PlainConvSpec", "LiftingConvSpec", "GroupConvSpec"]
 
 
-def check_kernel_size(kernel_size, *, square: bool) -> int | tuple[int, int]:
-    if isinstance(kernel_size, (tuple, list)):
-        if len(kernel_size) != 2:
-            raise ValueError(f"`kernel_size` must be an int or a pair of ints, got {kernel_size!r}")
-        kh, kw = (check_positive_int("kernel_size", k) for k in kernel_size)
-        if kh == kw:
-            return kh
-        if square:
-            raise ValueError(f"`kernel_size` must be square for group convolutions (a rotated "
-                             f"kernel must fit the same window), got {tuple(kernel_size)}")
-        return (kh, kw)
-    return check_positive_int("kernel_size", kernel_size)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PlainConvSpec(WindowConvSpec):
+    """Plain convolution: kernel ``(K_h, K_w, C_in, C_out)``, bias ``(C_out,)``."""
+
+    layer = "Conv"
+    square = False
+
+    def kernel_shape(self) -> tuple[int, ...]:
+        kh, kw = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else self.kernel_size
+        return (kh, kw, self.in_channels, self.out_channels)
+
+    def default_kernel_init(self) -> Initializer:
+        return lecun_normal(1.0, in_axis=-2, out_axis=-1)  # as nnx.Conv
+
+    def check(self, x: jax.Array) -> None:
+        check_input(x, 4, "(batch, H, W, C)", self.in_channels, self.layer)
+        check_output_size(x.shape[1:3], self.kernel_size, self.padding, self.layer)
+
+    def apply(self, x, kernel, bias, precision):
+        return F.conv2d(x, kernel, stride=self.stride, padding=self.padding, bias=bias, precision=precision)
 
 
-def check_group_kernel(kernel_size: int, padding: str, layer: str):
-    if kernel_size % 2 == 0 and padding != "VALID":
-        raise ValueError(
-            f"{layer}: `kernel_size` (={kernel_size}) is even, which with padding={padding!r} "
-            f"shifts the output grid by half a pixel and breaks exact rot90/flip equivariance; "
-            f"expected an odd kernel_size, or padding='VALID' (which stays exact)")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _RegularConvSpec(WindowConvSpec):
+    """A convolution whose output is a regular map ``(..., C_out, |G|)`` of a finite group."""
+
+    group: Group
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        set_fields(self, group=check_finite_group(self.group, self.layer))
+        check_group_kernel(self.kernel_size, self.padding, self.layer)
+
+    def _lecun(self, in_axis) -> Initializer:
+        # LeCun normal as nnx.Conv, on the fan-in of the *expanded* kernel, so activations keep the
+        # variance of a plain Conv with the same number of fields
+        k = self.kernel_size
+        return lecun_normal(k * k / kernel_dof(self.group, k), in_axis=in_axis, out_axis=-1)
+
+    def _check(self, x: jax.Array, rank: int, layout: str, group: Group | None) -> None:
+        check_input(x, rank, layout, self.in_channels, self.layer, group=group)
+        check_output_size(x.shape[1:3], self.kernel_size, self.padding, self.layer)
+        warn_if_inexact(self.layer, x.shape[1:3], self.kernel_size, self.stride, self.padding, stacklevel=6)
+
+    def expand_bias(self, bias):
+        return None if bias is None else jnp.repeat(bias, self.group.order)
 
 
-def check_input(x, rank: int, layout: str, channels: int, name: str, group: Group | None = None):
-    if x.ndim != rank:
-        raise ValueError(f"{name} expects an input of rank {rank} {layout}, got shape {tuple(x.shape)}")
-    caxis = -2 if group is not None else -1
-    if x.shape[caxis] != channels:
-        raise ValueError(f"`in_channels` (={channels}) does not match the input's channel axis "
-                         f"(={x.shape[caxis]}, shape {tuple(x.shape)})")
-    if group is not None and x.shape[-1] != group.order:
-        raise ValueError(f"`group` ({group.name}, order {group.order}) does not match the input's "
-                         f"group axis (last, ={x.shape[-1]}, shape {tuple(x.shape)})")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LiftingConvSpec(_RegularConvSpec):
+    """Lifting convolution: kernel ``(K, K, C_in, C_out)``, bias ``(C_out,)``."""
+
+    layer = "LiftingConv"
+
+    def kernel_shape(self) -> tuple[int, ...]:
+        return (self.kernel_size, self.kernel_size, self.in_channels, self.out_channels)
+
+    def default_kernel_init(self) -> Initializer:
+        return self._lecun(-2)
+
+    def check(self, x: jax.Array) -> None:
+        self._check(x, 4, "(batch, H, W, C)", None)
+
+    def apply(self, x, kernel, bias, precision):
+        return F.lifting_conv(x, kernel, self.group, stride=self.stride, padding=self.padding, bias=bias,
+                              precision=precision)
+
+    def expand_kernel(self, kernel):
+        return F.expand_lifting_kernel(kernel, self.group)
 
 
-def _init(kernel_init, in_axis, out_axis, scale=1.0):
-    if kernel_init is not None:
-        return kernel_init
-    # LeCun normal as nnx.Conv, on the fan-in of the *expanded* kernel, so activations keep the
-    # variance of a plain Conv with the same number of fields.
-    return lecun_normal(scale, in_axis=in_axis, out_axis=out_axis)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GroupConvSpec(_RegularConvSpec):
+    """Group convolution: kernel ``(K, K, C_in, |G|, C_out)``, bias ``(C_out,)``."""
+
+    layer = "GroupConv"
+
+    def kernel_shape(self) -> tuple[int, ...]:
+        k = self.kernel_size
+        return (k, k, self.in_channels, self.group.order, self.out_channels)
+
+    def default_kernel_init(self) -> Initializer:
+        return self._lecun((-3, -2))
+
+    def check(self, x: jax.Array) -> None:
+        self._check(x, 5, "(batch, H, W, C, |G|)", self.group)
+
+    def apply(self, x, kernel, bias, precision):
+        return F.group_conv(x, kernel, self.group, stride=self.stride, padding=self.padding, bias=bias,
+                            precision=precision)
+
+    def expand_kernel(self, kernel):
+        return F.expand_group_kernel(kernel, self.group)
 
 
-def _cast(dtype, *arrays):
-    if dtype is None:
-        return arrays
-    return tuple(None if a is None else jnp.asarray(a, dtype) for a in arrays)
-
-
-class Conv(nnx.Module):
+class Conv(ExportableConvLayer):
     """Plain 2D convolution ``(B, H, W, C_in) -> (B, H', W', C_out)``: translation-equivariant
     (exactly, for circular shifts with ``padding="CIRCULAR"`` and stride 1), not rotation-equivariant.
 
-    Parameters: ``weight`` ``(K_h, K_w, C_in, C_out)`` and ``bias`` ``(C_out,)``.
+    The arguments after ``padding`` are those of every convolution in :mod:`equilib.nn`.
+
+    Args:
+        in_channels: input channels ``C_in``.
+        out_channels: output channels ``C_out``.
+        kernel_size: an int ``K`` or a pair ``(K_h, K_w)``.
+        stride: an int, or a pair of equal ints.
+        padding: "SAME" (zeros), "VALID" (none) or "CIRCULAR" (periodic), case-insensitive.
+        use_bias: add a learned ``bias`` per output channel.
+        dtype: the computation dtype; None (default): the input's and the parameters' promoted
+            dtype, as ``flax.nnx.Conv`` (a bfloat16, uint8 or int input with float32 parameters
+            computes in float32).
+        param_dtype: the dtype of the parameters.
+        precision: passed to the convolution (``jax.lax.Precision``).
+        kernel_init: initialiser ``(key, shape, dtype) -> array`` of the ``kernel`` parameter
+            (any ``jax.nn.initializers`` / ``flax.nnx.initializers`` one); None: truncated
+            LeCun normal on the fan-in, as ``nnx.Conv``.
+        bias_init: initialiser of ``bias`` (default zeros).
+        rngs: the ``nnx.Rngs`` the parameters are drawn from (one key for the kernel, one for
+            the bias, as ``nnx.Conv``).
+
+    Parameters: ``kernel`` ``(K_h, K_w, C_in, C_out)`` and ``bias`` ``(C_out,)``.
+    Calling the layer on ``x`` ``(B, H, W, C_in)`` returns ``(B, H', W', C_out)``;
+    :meth:`expanded_kernel` is the HWIO kernel, :meth:`export` an equal ``nnx.Conv``.
+
+    Raises:
+        ValueError: a bad argument; on call, an input of the wrong rank or channel count, or
+            smaller than the kernel with ``padding="VALID"``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from equilib import nn
+        >>> conv = nn.Conv(3, 8, 3, padding="CIRCULAR", rngs=nnx.Rngs(0))
+        >>> conv(jnp.ones((2, 16, 16, 3))).shape, conv.kernel.shape
+        ((2, 16, 16, 8), (3, 3, 3, 8))
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride=1,
-                 padding: str = "SAME", use_bias: bool = True, dtype=None,
-                 param_dtype=jnp.float32, precision=None, kernel_init=None,
-                 bias_init=zeros, rngs: nnx.Rngs):
-        self.in_channels = check_positive_int("in_channels", in_channels)
-        self.out_channels = check_positive_int("out_channels", out_channels)
-        self.kernel_size = check_kernel_size(kernel_size, square=False)
-        self.stride = normalize_stride(stride)
-        self.padding = normalize_padding(padding)
-        self.use_bias = bool(use_bias)
-        self.dtype, self.precision = dtype, precision
-        kh, kw = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else self.kernel_size
-        init = _init(kernel_init, -2, -1)
-        self.weight = nnx.Param(init(rngs.params(), (kh, kw, self.in_channels, self.out_channels), param_dtype))
-        self.bias = (nnx.Param(bias_init(rngs.params(), (self.out_channels,), param_dtype))
-                     if use_bias else None)
-
-    def __call__(self, x):
-        check_input(x, 4, "(batch, H, W, C)", self.in_channels, "Conv")
-        x, w, b = _cast(self.dtype, x, self.weight[...], None if self.bias is None else self.bias[...])
-        return F.conv2d(x, w, stride=self.stride, padding=self.padding, bias=b, precision=self.precision)
-
-    def kernel(self):
-        """The HWIO kernel ``(K_h, K_w, C_in, C_out)``."""
-        return self.weight[...]
-
-    def export(self) -> nnx.Conv:
-        """An ``nnx.Conv`` computing the same function."""
-        return _export(self.kernel(), None if self.bias is None else self.bias[...],
-                       self.stride, self.padding, self.dtype, self.precision)
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, *, stride: Any = 1,
+                 padding: str = "SAME", use_bias: bool = True, dtype: Any = None,
+                 param_dtype: Any = jnp.float32, precision: Any = None,
+                 kernel_init: Initializer | None = None, bias_init: Initializer = zeros, rngs: nnx.Rngs):
+        spec = PlainConvSpec(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
+                        stride=stride, padding=padding, use_bias=use_bias)
+        super().__init__(spec, dtype=dtype, param_dtype=param_dtype, precision=precision,
+                         kernel_init=kernel_init, bias_init=bias_init, rngs=rngs)
 
 
-class LiftingConv(nnx.Module):
+class _RegularConv(ExportableConvLayer):
+    spec_class: type[_RegularConvSpec]
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, group: Group,
+                 stride: Any = 1, padding: str = "SAME", use_bias: bool = True, dtype: Any = None,
+                 param_dtype: Any = jnp.float32, precision: Any = None,
+                 kernel_init: Initializer | None = None, bias_init: Initializer = zeros, rngs: nnx.Rngs):
+        spec = self.spec_class(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
+                               group=group, stride=stride, padding=padding, use_bias=use_bias)
+        super().__init__(spec, dtype=dtype, param_dtype=param_dtype, precision=precision,
+                         kernel_init=kernel_init, bias_init=bias_init, rngs=rngs)
+
+
+class LiftingConv(_RegularConv):
     """Lifting convolution ``(B, H, W, C_in) -> (B, H', W', C_out, |G|)`` (Cohen & Welling 2016).
 
-    ``out[p, o, h] = sum_{d, c} x[p + d, c] * weight[h^-1 d, c, o] + bias[o]``: one copy of each
+    ``out[p, o, h] = sum_{d, c} x[p + d, c] * kernel[h^-1 d, c, o] + bias[o]``: one copy of each
     filter per group element, rotated/reflected by it. Equivariance: transforming the input by
     ``g`` (:meth:`Group.transform_image`) transforms the output by ``g`` in space and permutes
     its group axis (:meth:`Group.transform_regular`).
@@ -124,107 +196,74 @@ class LiftingConv(nnx.Module):
     Exactness: exact (fp32 rounding, ~1e-7 relative) for C1, C2, C4, D1, D2, D4 when the layer
     samples its input symmetrically (odd kernel; stride 1 or an odd input size; "VALID" also
     allows even kernels); see :func:`equilib.check_exact`. For C8, C16, D8, ... the filters are
-    band-limited and rotated analytically (:mod:`equilib.functional._kernels`); measured
-    relative error at 45 degrees (C8, random 3x3 kernels, 33x33 smooth input with
-    ``smooth_random(sigma=1.5)``, central disk of 0.6 of the radius): 0.029 (5x5: 0.055,
-    7x7: 0.051), against 0.31 for a plain 3x3 ``Conv``; exact at multiples of 90 degrees.
+    band-limited and rotated analytically (:mod:`equilib.functional`), exact at multiples of
+    90 degrees and approximate in between: the measured errors are in ``benchmarks/RESULTS.md``,
+    section "Equivariance error".
 
-    Parameters: ``weight`` ``(K, K, C_in, C_out)``, ``bias`` ``(C_out,)`` shared over the group.
+    Args:
+        in_channels: input channels ``C_in``.
+        out_channels: output fields ``C_out`` (each of ``|G|`` channels).
+        kernel_size: an odd int ``K`` (even only with ``padding="VALID"``), or ``(K, K)``.
+        group: a finite group (:class:`~equilib.groups.Cyclic`, :class:`~equilib.groups.Dihedral`,
+            :class:`~equilib.groups.Trivial`); for SO(2)/O(2) use :class:`SteerableConv`.
+        kernel_init: as :class:`Conv`; None: LeCun normal on the fan-in of the expanded kernel.
+
+    ``stride``, ``padding``, ``use_bias``, ``dtype``, ``param_dtype``, ``precision``,
+    ``bias_init`` and ``rngs`` are those of :class:`Conv`.
+
+    Parameters: ``kernel`` ``(K, K, C_in, C_out)``, ``bias`` ``(C_out,)`` shared over the group.
+    :meth:`expanded_kernel` is the HWIO kernel ``(K, K, C_in, C_out*|G|)`` (output channel
+    ``o*|G| + h``); :meth:`export` an ``nnx.Conv`` with output ``(B, H', W', C_out*|G|)``.
+
+    Raises:
+        TypeError: ``group`` is not a finite group.
+        ValueError: a bad argument (an even kernel with "SAME"/"CIRCULAR" padding breaks exact
+            equivariance); on call, a wrong input rank or channel count, or an input smaller than
+            the kernel with ``padding="VALID"``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from equilib import Cyclic, nn
+        >>> lift = nn.LiftingConv(1, 4, 3, group=Cyclic(4), rngs=nnx.Rngs(0))
+        >>> y = lift(jnp.ones((2, 9, 9, 1)))  # 4 fields of |C4| = 4 channels
+        >>> y.shape, lift.expanded_kernel().shape
+        ((2, 9, 9, 4, 4), (3, 3, 1, 16))
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, *, group: Group, stride=1,
-                 padding: str = "SAME", use_bias: bool = True, dtype=None, param_dtype=jnp.float32,
-                 precision=None, kernel_init=None, bias_init=zeros, rngs: nnx.Rngs):
-        self.group = as_group(group)
-        self.in_channels = check_positive_int("in_channels", in_channels)
-        self.out_channels = check_positive_int("out_channels", out_channels)
-        self.kernel_size = check_kernel_size(kernel_size, square=True)
-        self.stride = normalize_stride(stride)
-        self.padding = normalize_padding(padding)
-        check_group_kernel(self.kernel_size, self.padding, "LiftingConv")
-        self.use_bias = bool(use_bias)
-        self.dtype, self.precision = dtype, precision
-        k = self.kernel_size
-        init = _init(kernel_init, -2, -1, scale=k * k / kernel_dof(self.group, k))
-        self.weight = nnx.Param(init(rngs.params(), (k, k, self.in_channels, self.out_channels), param_dtype))
-        self.bias = (nnx.Param(bias_init(rngs.params(), (self.out_channels,), param_dtype))
-                     if use_bias else None)
-
-    def __call__(self, x):
-        check_input(x, 4, "(batch, H, W, C)", self.in_channels, "LiftingConv")
-        warn_if_inexact("LiftingConv", x.shape[1:3], self.kernel_size, self.stride, self.padding)
-        x, w, b = _cast(self.dtype, x, self.weight[...], None if self.bias is None else self.bias[...])
-        return F.lifting_conv(x, w, self.group, stride=self.stride, padding=self.padding, bias=b,
-                              precision=self.precision)
-
-    def kernel(self):
-        """The expanded HWIO kernel ``(K, K, C_in, C_out*|G|)``; output channel ``o*|G| + h``."""
-        return F.expand_lifting_kernel(self.weight[...], self.group)
-
-    def export(self) -> nnx.Conv:
-        """An ``nnx.Conv`` computing the same function on ``(B, H, W, C_in)``, with output
-        ``(B, H', W', C_out*|G|)``; reshape it to ``(..., C_out, |G|)``."""
-        return _export(self.kernel(), _expanded_bias(self.bias, self.group), self.stride,
-                       self.padding, self.dtype, self.precision)
+    spec_class = LiftingConvSpec
 
 
-class GroupConv(nnx.Module):
+class GroupConv(_RegularConv):
     """Group convolution ``(B, H, W, C_in, |G|) -> (B, H', W', C_out, |G|)``.
 
-    ``out[p, o, h] = sum_{d, c, k} x[p + d, c, k] * weight[h^-1 d, c, h^-1 k, o] + bias[o]``.
+    ``out[p, o, h] = sum_{d, c, k} x[p + d, c, k] * kernel[h^-1 d, c, h^-1 k, o] + bias[o]``.
     Equivariant under the regular action (:meth:`Group.transform_regular`) on input and output.
     Exactness as for :class:`LiftingConv`.
 
-    Parameters: ``weight`` ``(K, K, C_in, |G|, C_out)``, ``bias`` ``(C_out,)``.
+    Args:
+        in_channels: input fields ``C_in`` (the input is ``(B, H, W, C_in, |G|)``).
+        out_channels: output fields ``C_out``.
+
+    The other arguments are those of :class:`LiftingConv`.
+
+    Parameters: ``kernel`` ``(K, K, C_in, |G|, C_out)``, ``bias`` ``(C_out,)``.
+    :meth:`expanded_kernel` is the HWIO kernel ``(K, K, C_in*|G|, C_out*|G|)`` (input channel
+    ``c*|G| + k``, output channel ``o*|G| + h``); :meth:`export` an ``nnx.Conv`` on the
+    flattened input ``(B, H, W, C_in*|G|)``.
+
+    Raises:
+        TypeError: ``group`` is not a finite group.
+        ValueError: as :class:`LiftingConv`, and an input whose group axis (last) is not ``|G|``.
+
+    Example:
+        A D4 group convolution maps 4 fields to 2, each with one channel per element of D4:
+
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from equilib import Dihedral, nn
+        >>> nn.GroupConv(4, 2, 3, group=Dihedral(4), rngs=nnx.Rngs(0))(jnp.ones((1, 9, 9, 4, 8))).shape
+        (1, 9, 9, 2, 8)
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, *, group: Group, stride=1,
-                 padding: str = "SAME", use_bias: bool = True, dtype=None, param_dtype=jnp.float32,
-                 precision=None, kernel_init=None, bias_init=zeros, rngs: nnx.Rngs):
-        self.group = as_group(group)
-        self.in_channels = check_positive_int("in_channels", in_channels)
-        self.out_channels = check_positive_int("out_channels", out_channels)
-        self.kernel_size = check_kernel_size(kernel_size, square=True)
-        self.stride = normalize_stride(stride)
-        self.padding = normalize_padding(padding)
-        check_group_kernel(self.kernel_size, self.padding, "GroupConv")
-        self.use_bias = bool(use_bias)
-        self.dtype, self.precision = dtype, precision
-        k, g = self.kernel_size, self.group.order
-        init = _init(kernel_init, (-3, -2), -1, scale=k * k / kernel_dof(self.group, k))
-        self.weight = nnx.Param(init(rngs.params(), (k, k, self.in_channels, g, self.out_channels),
-                                     param_dtype))
-        self.bias = (nnx.Param(bias_init(rngs.params(), (self.out_channels,), param_dtype))
-                     if use_bias else None)
-
-    def __call__(self, x):
-        check_input(x, 5, "(batch, H, W, C, |G|)", self.in_channels, "GroupConv", self.group)
-        warn_if_inexact("GroupConv", x.shape[1:3], self.kernel_size, self.stride, self.padding)
-        x, w, b = _cast(self.dtype, x, self.weight[...], None if self.bias is None else self.bias[...])
-        return F.group_conv(x, w, self.group, stride=self.stride, padding=self.padding, bias=b,
-                            precision=self.precision)
-
-    def kernel(self):
-        """The expanded HWIO kernel ``(K, K, C_in*|G|, C_out*|G|)``; input channel ``c*|G| + k``,
-        output channel ``o*|G| + h``."""
-        return F.expand_group_kernel(self.weight[...], self.group)
-
-    def export(self) -> nnx.Conv:
-        """An ``nnx.Conv`` computing the same function on the flattened input
-        ``(B, H, W, C_in*|G|)``, with output ``(B, H', W', C_out*|G|)``."""
-        return _export(self.kernel(), _expanded_bias(self.bias, self.group), self.stride,
-                       self.padding, self.dtype, self.precision)
-
-
-def _expanded_bias(bias, group: Group):
-    return None if bias is None else jnp.repeat(bias[...], group.order)
-
-
-def _export(kernel, bias, stride, padding, dtype, precision) -> nnx.Conv:
-    kh, kw, cin, cout = kernel.shape
-    conv = nnx.Conv(cin, cout, (kh, kw), strides=stride, padding=padding, use_bias=bias is not None,
-                    dtype=dtype, param_dtype=kernel.dtype, precision=precision, rngs=nnx.Rngs(0))
-    conv.kernel[...] = kernel
-    if bias is not None:
-        conv.bias[...] = bias
-    return conv
+    spec_class = GroupConvSpec

@@ -10,18 +10,18 @@ Exactness: for the rotations by multiples of 90 degrees and the mirror (when the
 group) every layer is exactly equivariant (fp32 rounding, ~1e-7), given symmetric sampling (odd
 kernel, stride 1 or odd sizes; :func:`equilib.check_exact`). Other angles (C8, C16, SO(2)) are
 approximate on the pixel grid: the kernels are band-limited, so the error comes from sampling
-and interpolating the maps. Measured (``tests/test_steerable.py``): two stacked 5x5 convs on a
-smooth 33x33 input, 0.03-0.08 at 22.5/30/45 degrees; one conv on an MNIST digit, 0.05-0.07
-(RMS over the initialisation), the same as escnn's layers (same kernel space, same
-initialisation scheme). Layers acting pixel by pixel (nonlinearities, batch norm, pooling) are
+and interpolating the maps: the measured errors, the same as escnn's layers (same kernel space,
+same initialisation scheme), are in ``benchmarks/RESULTS.md``, section "Equivariance error".
+Layers acting pixel by pixel (nonlinearities, batch norm, pooling) are
 exactly equivariant in their channels for every element of the group.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,20 +29,27 @@ import numpy as np
 from flax import nnx
 
 from equilib._exact import warn_if_inexact
+from equilib._src.checks import (
+    check_group_kernel,
+    check_output_size,
+    tuple_or_none,
+)
+from equilib._src.init import Initializer, truncated_normal_blocks, zeros
+from equilib._src.layers import BatchNormLayer, ExportableConvLayer, NormSpec, WindowSpec, set_fields
+from equilib._src.norms import l2_norm
+from equilib._src.repmath import irrep_matrix
+from equilib._src.typing import Array
 from equilib.fields import FieldType, as_field_type
-from equilib.functional import batch_moments
-from equilib.functional._conv import normalize_padding, normalize_stride
+from equilib.functional import BasisConfig, SteerableBasis, batch_moments
+from equilib.functional._conv import conv2d
 from equilib.functional._steerable import (
     basis_config,
     expand_steerable_bias,
     expand_steerable_kernel,
     steerable_basis,
 )
-from equilib.functional._conv import conv2d
 from equilib.groups import Group
-from equilib.nn._conv import _export, check_group_kernel, check_kernel_size
-from equilib.nn._init import _TRUNC_STD, _generator
-from equilib.reps import Rep, _irrep_matrix, irrep_size
+from equilib.reps import Rep, irrep_size, trivial_rep
 
 __all__ = [
     "SteerableConv",
@@ -55,56 +62,16 @@ __all__ = [
     "FieldGroupPool",
     "Restrict",
     "FieldSequential",
+    "SteerableConvSpec",
+    "FieldNormSpec",
+    "InnerFieldNorm",
+    "NormFieldNorm",
+    "FIELD_NORM_KINDS",
+    "field_norm_spec",
 ]
 
 
 # --- helpers ----------------------------------------------------------------------------------
-def _tuple_or_none(v, name):
-    if v is None or isinstance(v, (int, float)) and not isinstance(v, bool):
-        return v
-    try:
-        return tuple(float(x) for x in v)
-    except TypeError:
-        raise TypeError(f"`{name}` must be a number or a sequence of numbers, got {v!r}") from None
-
-
-def _truncated_normal_blocks(key, shapes, stds, dtype):
-    """Flat concatenation of truncated normals (at 2 std), one block per shape ``(n_out, n_in, n)``
-    with stds ``(n,)`` (broadcast);
-    drawn in numpy from the key's bits (no XLA compile), or by JAX if the key is traced."""
-    total = sum(int(np.prod(s)) for s in shapes)
-    try:
-        rng = _generator(key)
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
-        parts = [(jnp.asarray(np.asarray(std) / _TRUNC_STD, jnp.float32)
-                  * jax.random.truncated_normal(jax.random.fold_in(key, i), -2.0, 2.0, s)).reshape(-1)
-                 for i, (s, std) in enumerate(zip(shapes, stds))]
-        return (jnp.concatenate(parts) if parts else jnp.zeros((0,))).astype(dtype)
-    z = rng.standard_normal(total, dtype=np.float32)
-    bad = np.flatnonzero(np.abs(z) > 2)
-    while len(bad):  # resample the tails: exact truncated normal
-        z[bad] = rng.standard_normal(len(bad), dtype=np.float32)
-        bad = bad[np.abs(z[bad]) > 2]
-    out = np.empty(total, dtype=np.float32)
-    o = 0
-    for s, std in zip(shapes, stds):
-        n = int(np.prod(s))
-        out[o:o + n] = (z[o:o + n].reshape(s) * (np.asarray(std, np.float32) / np.float32(_TRUNC_STD))).reshape(-1)
-        o += n
-    return jax.device_put(out.astype(np.dtype(dtype)))  # device_put: no per-shape XLA program
-
-
-def zeros(key, shape, dtype=jnp.float32):
-    """Zeros built in numpy (no per-shape XLA conversion program)."""
-    del key
-    return jax.device_put(np.zeros(tuple(shape), dtype=np.dtype(dtype)))
-
-
-def ones(key, shape, dtype=jnp.float32):
-    del key
-    return jax.device_put(np.ones(tuple(shape), dtype=np.dtype(dtype)))
-
-
 def _split_by_rep(field_type: FieldType, x):
     """``[(rep, fields, x_g)]`` with ``x_g`` of shape ``(..., n_fields, rep.size)``."""
     groups = field_type.groups()
@@ -113,6 +80,11 @@ def _split_by_rep(field_type: FieldType, x):
         return [(r, f, x.reshape(x.shape[:-1] + (len(f), r.size)))]
     return [(r, f, jnp.take(x, jnp.asarray(ch.reshape(-1)), axis=-1).reshape(x.shape[:-1] + ch.shape))
             for r, f, ch in groups]
+
+
+def _lead(v, x):
+    """``v`` with leading axes of size 1 up to the rank of ``x``: the broadcast written out."""
+    return jnp.reshape(v, (1,) * (x.ndim - v.ndim) + tuple(v.shape))
 
 
 def _merge_by_rep(parts, n_fields: int):
@@ -172,7 +144,7 @@ def _init_stds(basis) -> tuple[np.ndarray, ...]:
             key = (b.out_rep, int(a), b.in_rep.irreps[bi])
             counts[key] = counts.get(key, 0) + len(b.in_fields)
     types: dict = {}
-    for ro, a, t in counts:
+    for ro, a, _t in counts:
         types[(ro, a)] = types.get((ro, a), 0) + 1
     out = []
     for b in basis.blocks:
@@ -182,88 +154,164 @@ def _init_stds(basis) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-class SteerableConv(nnx.Module):
-    """Steerable convolution ``(B, H, W, in_type.size) -> (B, H', W', out_type.size)``.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SteerableConvSpec(WindowSpec):
+    """Steerable convolution: flat basis coefficients ``(num_params,)``, bias ``(num_bias,)``."""
 
-    The kernel ``(K, K, D_in, D_out)`` is ``sum_b weight[b] * basis[b]`` over the steerable basis of
-    :func:`equilib.functional.steerable_basis` (Gaussian rings x band-limited angular harmonics,
-    escnn's defaults; ``rings``, ``sigma``, ``frequency_cutoff`` as in
-    :func:`equilib.functional.basis_config`), so ``k(g d) = rho_out(g) k(d) rho_in(g)^T``. The bias
-    lives on the invariant directions of the output fields (one value per trivial irrep; a
-    regular field gets one constant bias, a field without trivial irreps none).
+    layer = "SteerableConv"
+    derives_bias_key = True
 
-    Parameters: ``weight`` ``(num_params,)`` (flat, one block per pair of representations),
-    ``bias`` ``(num_bias,)`` (``None`` if ``use_bias=False`` or no output field has a trivial
-    irrep). Initialisation: truncated normal with escnn's generalised He variances (gain 1, see
-    ``_init_stds``): activations keep the variance of a plain LeCun-initialised ``Conv``. The basis is built in numpy and cached per
-    configuration: building a layer costs no XLA compile.
-    """
+    in_type: FieldType
+    out_type: FieldType
+    rings: Any = None
+    sigma: Any = None
+    frequency_cutoff: Any = None
 
-    def __init__(self, in_type: FieldType, out_type: FieldType, kernel_size, *, stride=1,
-                 padding: str = "SAME", use_bias: bool = True, rings=None, sigma=None,
-                 frequency_cutoff=None, dtype=None, param_dtype=jnp.float32, precision=None,
-                 rngs: nnx.Rngs):
-        self.in_type = as_field_type(in_type, "in_type")
-        self.out_type = as_field_type(out_type, "out_type")
-        if self.in_type.group != self.out_type.group:
-            raise ValueError(f"`in_type` is a field type of {self.in_type.group.name} but `out_type` of "
-                             f"{self.out_type.group.name}: expected the same group")
-        self.kernel_size = check_kernel_size(kernel_size, square=True)
-        self.stride = normalize_stride(stride)
-        self.padding = normalize_padding(padding)
-        check_group_kernel(self.kernel_size, self.padding, "SteerableConv")
-        self.rings = _tuple_or_none(rings, "rings")
-        self.sigma = _tuple_or_none(sigma, "sigma")
-        self.frequency_cutoff = _tuple_or_none(frequency_cutoff, "frequency_cutoff")
-        self.dtype, self.precision = dtype, precision
-        basis = self.basis
-        shapes = [b.shape for b in basis.blocks]
-        stds = _init_stds(basis)
-        self.weight = nnx.Param(_truncated_normal_blocks(rngs.params(), shapes, stds, param_dtype))
-        nb = basis.bias_matrix.shape[0]
-        self.bias = nnx.Param(zeros(None, (nb,), param_dtype)) if (use_bias and nb) else None
-        self.use_bias = self.bias is not None
+    def __post_init__(self) -> None:
+        in_type, out_type = as_field_type(self.in_type, "in_type"), as_field_type(self.out_type, "out_type")
+        if in_type.group != out_type.group:
+            raise ValueError(f"`in_type` is a field type of {in_type.group.name} but `out_type` of "
+                             f"{out_type.group.name}: expected the same group")
+        set_fields(self, in_type=in_type, out_type=out_type)
+        super().__post_init__()
+        check_group_kernel(self.kernel_size, self.padding, self.layer)
+        set_fields(self, rings=tuple_or_none(self.rings, "rings"), sigma=tuple_or_none(self.sigma, "sigma"),
+                   frequency_cutoff=tuple_or_none(self.frequency_cutoff, "frequency_cutoff"))
+        # no bias where no output field has a trivial irrep
+        set_fields(self, use_bias=bool(self.use_bias) and self.basis.bias_matrix.shape[0] > 0)
 
     @property
-    def basis(self):
+    def basis(self) -> SteerableBasis:
         """The layer's :class:`equilib.functional.SteerableBasis` (cached, numpy)."""
         return steerable_basis(self.in_type, self.out_type, self.kernel_size, rings=self.rings,
                                sigma=self.sigma, frequency_cutoff=self.frequency_cutoff)
 
     @property
-    def config(self):
+    def config(self) -> BasisConfig:
+        """The basis configuration (:func:`equilib.functional.basis_config`)."""
         return basis_config(self.kernel_size, rings=self.rings, sigma=self.sigma,
                             frequency_cutoff=self.frequency_cutoff)
 
-    def __call__(self, x):
-        self.in_type.check(x, "x", "SteerableConv")
-        warn_if_inexact("SteerableConv", x.shape[1:3], self.kernel_size, self.stride, self.padding)
-        kernel, bias = self.kernel(), self.expanded_bias()
-        if self.dtype is not None:
-            x, kernel = jnp.asarray(x, self.dtype), kernel.astype(self.dtype)
-            bias = None if bias is None else bias.astype(self.dtype)
-        return conv2d(x, kernel, stride=self.stride, padding=self.padding, bias=bias,
-                      precision=self.precision)
+    def kernel_shape(self) -> tuple[int, ...]:
+        return (self.basis.num_params,)
 
-    def kernel(self):
-        """The HWIO kernel ``(K, K, in_type.size, out_type.size)``."""
-        return expand_steerable_kernel(self.weight[...], self.basis)
+    def bias_shape(self) -> tuple[int, ...] | None:
+        return (self.basis.bias_matrix.shape[0],) if self.use_bias else None
 
-    def expanded_bias(self):
-        """The ``(out_type.size,)`` bias, or ``None``."""
-        return None if self.bias is None else expand_steerable_bias(self.bias[...], self.basis)
+    def default_kernel_init(self) -> Initializer:
+        basis = self.basis
+        shapes, stds = [b.shape for b in basis.blocks], _init_stds(basis)
 
-    def export(self) -> nnx.Conv:
-        """A plain ``nnx.Conv`` computing the same function on ``(B, H, W, in_type.size)``."""
-        return _export(self.kernel(), self.expanded_bias(), self.stride, self.padding, self.dtype,
-                       self.precision)
+        def init(key, shape, dtype=jnp.float32):
+            if tuple(shape) != (basis.num_params,):
+                raise ValueError(f"SteerableConv's kernel has shape ({basis.num_params},), got {tuple(shape)}")
+            return truncated_normal_blocks(key, shapes, stds, dtype)
+
+        return init
+
+    def check(self, x: jax.Array) -> None:
+        self.in_type.check(x, "x", self.layer)
+        check_output_size(x.shape[1:3], self.kernel_size, self.padding, self.layer)
+        warn_if_inexact(self.layer, x.shape[1:3], self.kernel_size, self.stride, self.padding, stacklevel=5)
+
+    def prepare(self, kernel: Array, bias: Array | None) -> tuple[Array, Array | None]:
+        # expanded in the parameters' dtype, then promoted with the input
+        return self.expand_kernel(kernel), self.expand_bias(bias)
+
+    def apply(self, x: Array, kernel: Array, bias: Array | None, precision: Any) -> Array:
+        return conv2d(x, kernel, stride=self.stride, padding=self.padding, bias=bias, precision=precision)
+
+    def expand_kernel(self, kernel: Array) -> Array:
+        return expand_steerable_kernel(kernel, self.basis)
+
+    def expand_bias(self, bias: Array | None) -> Array | None:
+        return None if bias is None else expand_steerable_bias(bias, self.basis)
+
+
+class SteerableConv(ExportableConvLayer):
+    """Steerable convolution ``(B, H, W, in_type.size) -> (B, H', W', out_type.size)``.
+
+    The kernel ``(K, K, D_in, D_out)`` is ``sum_b kernel[b] * basis[b]`` over the steerable basis
+    of :func:`equilib.functional.steerable_basis` (Gaussian rings x band-limited angular
+    harmonics, escnn's defaults), so ``k(g d) = rho_out(g) k(d) rho_in(g)^T``. The bias lives on
+    the invariant directions of the output fields (one value per trivial irrep; a regular field
+    gets one constant bias, a field without trivial irreps none). The basis is built in numpy and
+    cached per configuration: building a layer costs no XLA compile.
+
+    Args:
+        in_type: the :class:`~equilib.fields.FieldType` of the input, ``D_in = in_type.size``.
+        out_type: the field type of the output (same group).
+        kernel_size: an odd int ``K`` (even only with ``padding="VALID"``), or ``(K, K)``.
+        rings: the radii of the rings, as in :func:`equilib.functional.basis_config` (None:
+            escnn's defaults, as for ``sigma`` and ``frequency_cutoff``).
+        sigma: the widths of the rings.
+        frequency_cutoff: the angular band limit.
+        kernel_init: initialiser ``(key, (num_params,), dtype) -> array`` of the flat basis
+            coefficients (``layer.basis.num_params`` of them, one block per pair of
+            representations); None: truncated normal with escnn's generalised He variances
+            (gain 1): activations keep the variance of a plain LeCun-initialised ``Conv``.
+        bias_init: initialiser ``(key, (num_bias,), dtype)`` of the bias on the trivial irreps
+            (default zeros). Its key is derived from the kernel's: the layer takes one key from
+            ``rngs``.
+
+    ``stride``, ``padding``, ``use_bias``, ``dtype``, ``param_dtype``, ``precision`` and
+    ``rngs`` are those of :class:`Conv`.
+
+    Parameters: ``kernel`` ``(num_params,)`` (flat basis coefficients), ``bias`` ``(num_bias,)``
+    (None if ``use_bias=False`` or no output field has a trivial irrep).
+    :meth:`expanded_kernel` is the HWIO kernel ``(K, K, D_in, D_out)``, :meth:`expanded_bias`
+    the ``(D_out,)`` bias, :meth:`export` an equal ``nnx.Conv``.
+
+    Raises:
+        ValueError: a bad argument (field types of different groups, an output field no kernel
+            reaches, ...); on call, an input that is not ``(B, H, W, D_in)``, or smaller than the
+            kernel with ``padding="VALID"``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from equilib import Cyclic, FieldType, nn, reps
+        >>> G = Cyclic(4)
+        >>> scalar, regular = FieldType(G, [reps.trivial_rep(G)]), FieldType(G, [reps.regular_rep(G)] * 2)
+        >>> conv = nn.SteerableConv(scalar, regular, 5, rngs=nnx.Rngs(0))
+        >>> conv(jnp.ones((1, 9, 9, 1))).shape, conv.expanded_kernel().shape
+        ((1, 9, 9, 8), (5, 5, 1, 8))
+    """
+
+    def __init__(self, in_type: FieldType, out_type: FieldType, kernel_size: Any, *, stride: Any = 1,
+                 padding: str = "SAME", use_bias: bool = True, rings: Any = None, sigma: Any = None,
+                 frequency_cutoff: Any = None, dtype: Any = None, param_dtype: Any = jnp.float32,
+                 precision: Any = None, kernel_init: Initializer | None = None, bias_init: Initializer = zeros,
+                 rngs: nnx.Rngs):
+        spec = SteerableConvSpec(in_type=in_type, out_type=out_type, kernel_size=kernel_size, stride=stride,
+                                 padding=padding, use_bias=use_bias, rings=rings, sigma=sigma,
+                                 frequency_cutoff=frequency_cutoff)
+        super().__init__(spec, dtype=dtype, param_dtype=param_dtype, precision=precision,
+                         kernel_init=kernel_init, bias_init=bias_init, rngs=rngs)
 
 
 # --- nonlinearities ---------------------------------------------------------------------------
 class PointwiseNonlinearity(nnx.Module):
-    """An elementwise function (``"relu"``, ``"elu"``, ... or a callable) on fields whose
-    representations permute channels (trivial, regular, quotient): equivariant because it
-    commutes with permutations. ``out_type = in_type``."""
+    """An elementwise function on fields whose representations permute channels (trivial,
+    regular, quotient): equivariant because it commutes with permutations. ``out_type = in_type``.
+
+    Args:
+        in_type: the :class:`~equilib.fields.FieldType` of the input ``(B, H, W, in_type.size)``.
+        function: ``"relu"``, ``"elu"``, ``"gelu"``, ``"silu"``, ``"sigmoid"``, ``"tanh"``,
+            ``"leaky_relu"`` or a callable applied elementwise.
+
+    Raises:
+        ValueError: a field does not permute channels (use :class:`NormNonlinearity`,
+            :class:`GatedNonlinearity` or :class:`FourierPointwise`), or an unknown ``function``;
+            on call, an input that is not ``(B, H, W, in_type.size)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from equilib import Cyclic, FieldType, nn, reps
+        >>> relu = nn.PointwiseNonlinearity(FieldType(Cyclic(4), [reps.regular_rep(Cyclic(4))]), "relu")
+        >>> relu(jnp.array([-1.0, 2.0, -3.0, 4.0]).reshape(1, 1, 1, 4)).ravel()
+        Array([0., 2., 0., 4.], dtype=float32)
+    """
 
     def __init__(self, in_type: FieldType, function="relu"):
         self.in_type = self.out_type = as_field_type(in_type, "in_type")
@@ -272,7 +320,7 @@ class PointwiseNonlinearity(nnx.Module):
         self.function = function
         self._fn = _pointwise_fn(function)
 
-    def __call__(self, x):
+    def __call__(self, x: Array) -> Array:
         self.in_type.check(x, "x", "PointwiseNonlinearity")
         x = jnp.asarray(x)
         return self._fn(x)
@@ -288,14 +336,38 @@ _NORM_FUNCTIONS = {
 
 class NormNonlinearity(nnx.Module):
     """Per field ``f -> f * phi(|f| - b) / |f|`` (escnn's norm nonlinearities): the norm of an
-    orthogonal representation is invariant, so any field type works. ``function``: ``"n_relu"``
-    (default), ``"n_sigmoid"``, ``"n_softplus"`` or ``"squash"`` (``|f| / (1 + |f|)``, no bias).
+    orthogonal representation is invariant, so any field type works. ``out_type = in_type``.
 
-    Parameters: ``bias`` ``(n_fields,)`` (initialised to 0), if ``use_bias``.
+    Args:
+        in_type: the :class:`~equilib.fields.FieldType` of the input ``(B, H, W, in_type.size)``.
+        function: ``"n_relu"`` (default), ``"n_sigmoid"``, ``"n_softplus"`` or ``"squash"``
+            (``|f| / (1 + |f|)``, no bias).
+        use_bias: learn a bias ``b`` per field (initialised to 0).
+        epsilon: the norm below which ``|f|`` is replaced by it in the division.
+        param_dtype: the dtype of the bias.
+        rngs: required as in NNX; no key is drawn (the bias starts at 0).
+
+    Parameters: ``bias`` ``(n_fields,)``, if ``use_bias``.
+
+    Raises:
+        ValueError: an unknown ``function``, or ``use_bias`` with ``"squash"``; on call, an input
+            that is not ``(B, H, W, in_type.size)``.
+
+    Example:
+        A vector field of SO(2) (irrep 1) of norm 5 keeps its direction, its norm passes a relu:
+
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from equilib import SO2, FieldType, nn, reps
+        >>> layer = nn.NormNonlinearity(FieldType(SO2(), [reps.irrep(SO2(), 1)]), rngs=nnx.Rngs(0))
+        >>> layer.bias[...] = jnp.array([1.0])
+        >>> layer(jnp.array([3.0, 4.0]).reshape(1, 1, 1, 2)).ravel()
+        Array([2.4, 3.2], dtype=float32)
     """
 
     def __init__(self, in_type: FieldType, function: str = "n_relu", *, use_bias: bool = True,
-                 epsilon: float = 1e-6, param_dtype=jnp.float32, rngs: nnx.Rngs | None = None):
+                 epsilon: float = 1e-6, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        del rngs  # required as in NNX; the bias starts at 0: no key is drawn
         self.in_type = self.out_type = as_field_type(in_type, "in_type")
         if function not in _NORM_FUNCTIONS:
             raise ValueError(f"`function` must be one of {sorted(_NORM_FUNCTIONS)}, got {function!r}")
@@ -305,14 +377,14 @@ class NormNonlinearity(nnx.Module):
         n = len(self.in_type)
         self.bias = nnx.Param(zeros(None, (n,), param_dtype)) if use_bias else None
 
-    def __call__(self, x):
+    def __call__(self, x: Array) -> Array:
         self.in_type.check(x, "x", "NormNonlinearity")
         x = jnp.asarray(x)
         fn = _NORM_FUNCTIONS[self.function]
         parts = []
         for _, fields, xg in _split_by_rep(self.in_type, x):
-            norm = jnp.sqrt(jnp.sum(jnp.square(xg), axis=-1, keepdims=True))
-            arg = norm if self.bias is None else norm - self.bias[...][fields][:, None].astype(x.dtype)
+            norm = l2_norm(xg, keepdims=True)
+            arg = norm if self.bias is None else norm - _lead(self.bias[...][fields][:, None].astype(x.dtype), norm)
             mult = fn(arg) / jnp.maximum(norm, self.epsilon)
             parts.append((fields, xg * mult))
         return _merge_by_rep(parts, len(self.in_type))
@@ -321,11 +393,27 @@ class NormNonlinearity(nnx.Module):
 class GatedNonlinearity(nnx.Module):
     """Gated nonlinearity: each gated field is multiplied by ``sigmoid`` of its trivial gate field.
 
-    ``gates``: one label per field of ``in_type``, ``"gate"`` or ``"gated"``; the i-th gate scales
-    the i-th gated field. Default (``None``): the first half of the fields are the gates (they
-    must be trivial) and the second half the gated fields. The gates are dropped:
-    ``out_type`` holds the gated fields, in order. Equivariant for any gated representation (the
-    gates are invariant scalars).
+    The gates are dropped: ``out_type`` holds the gated fields, in order. Equivariant for any
+    gated representation (the gates are invariant scalars).
+
+    Args:
+        in_type: the :class:`~equilib.fields.FieldType` of the input, gates and gated fields.
+        gates: one label per field of ``in_type``, ``"gate"`` or ``"gated"``; the i-th gate
+            scales the i-th gated field. None: the first half of the fields are the gates (they
+            must be trivial) and the second half the gated fields.
+
+    Raises:
+        ValueError: labels that are not one per field, not "gate"/"gated", not one gate per
+            gated field, or a gate field that is not trivial of size 1; on call, an input that is
+            not ``(B, H, W, in_type.size)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from equilib import SO2, FieldType, nn, reps
+        >>> t = FieldType(SO2(), [reps.trivial_rep(SO2()), reps.irrep(SO2(), 1)])
+        >>> gate = nn.GatedNonlinearity(t, ["gate", "gated"])
+        >>> gate.out_type.size, gate(jnp.array([0.0, 2.0, 4.0]).reshape(1, 1, 1, 3)).ravel()
+        (2, Array([1., 2.], dtype=float32))
     """
 
     def __init__(self, in_type: FieldType, gates: Sequence[str] | None = None):
@@ -358,7 +446,7 @@ class GatedNonlinearity(nnx.Module):
             self.in_type.offsets[i], self.in_type.offsets[i] + self.in_type.reps[i].size))
         self._expand = tuple(k for k, i in enumerate(gated_idx) for _ in range(self.in_type.reps[i].size))
 
-    def __call__(self, x):
+    def __call__(self, x: Array) -> Array:
         self.in_type.check(x, "x", "GatedNonlinearity")
         x = jnp.asarray(x)
         g = jax.nn.sigmoid(jnp.take(x, jnp.asarray(self._gate_channels), axis=-1))
@@ -375,6 +463,7 @@ def _fourier_matrices(rep: Rep, samples: int | None):
     if isinstance(group, Group):
         els = [(group.angle(g), group.flip(g)) for g in range(group.order)]
     else:
+        assert samples is not None  # FourierPointwise sets it for the continuous groups
         els = [(2 * math.pi * r / samples, f) for f in range(2 if group.reflection else 1)
                for r in range(samples)]
     if isinstance(group, Group) and rep.is_permutation:
@@ -388,7 +477,7 @@ def _fourier_matrices(rep: Rep, samples: int | None):
         c = seen.get(ident, 0)
         seen[ident] = c + 1
         d = irrep_size(group, ident)
-        cols.append(np.stack([_irrep_matrix(group, ident, a, f)[:, c % d] for a, f in els]))
+        cols.append(np.stack([irrep_matrix(group, ident, a, f)[:, c % d] for a, f in els]))
     a = np.concatenate(cols, axis=1) @ np.asarray(rep.change_of_basis).T
     if np.linalg.matrix_rank(a, tol=1e-8) < rep.size:
         return None
@@ -397,14 +486,33 @@ def _fourier_matrices(rep: Rep, samples: int | None):
 
 class FourierPointwise(nnx.Module):
     """Pointwise nonlinearity on the group: each field is read as a band-limited function on the
-    group, sampled at ``N`` elements, passed through ``function`` (``"relu"``, ``"elu"``, ... or a
-    callable) and projected back: ``f -> A^+ phi(A f)``.
+    group, sampled at ``N`` elements, passed through ``function`` and projected back:
+    ``f -> A^+ phi(A f)``. ``out_type = in_type``.
 
     The samples are the whole group (finite groups) or the rotations by ``2*pi*n/samples`` (and
     their mirrors, O(2)); equivariance is exact for those elements (so for rot90 when
-    ``samples % 4 == 0``) and approximate in between. Each field must be such a function:
-    ``group.bandlimited_regular_rep(L)`` (SO(2), O(2)), ``regular_rep`` or a sum of distinct irreps.
-    Default ``samples``: ``4 * (L + 1)`` for the largest frequency ``L``. ``out_type = in_type``.
+    ``samples % 4 == 0``) and approximate in between.
+
+    Args:
+        in_type: the :class:`~equilib.fields.FieldType` of the input; each field must be a
+            band-limited function on the group: ``bandlimited_regular_rep(group, L)`` (SO(2),
+            O(2)), ``regular_rep(group)`` or a sum of distinct irreps (:mod:`equilib.reps`).
+        function: as for :class:`PointwiseNonlinearity`.
+        samples: the number of rotations sampled (continuous groups; ignored for finite ones);
+            None: ``4 * (L + 1)`` for the largest frequency ``L``.
+
+    Raises:
+        ValueError: ``samples`` too small for the frequencies, or a field that is not such a
+            function; on call, an input that is not ``(B, H, W, in_type.size)``.
+
+    Example:
+        On regular fields of a finite group it is the plain pointwise function:
+
+        >>> import jax.numpy as jnp
+        >>> from equilib import Cyclic, FieldType, nn, reps
+        >>> layer = nn.FourierPointwise(FieldType(Cyclic(2), [reps.regular_rep(Cyclic(2))]), "relu")
+        >>> layer(jnp.array([-1.0, 1.0]).reshape(1, 1, 1, 2)).ravel()
+        Array([0., 1.], dtype=float32)
     """
 
     def __init__(self, in_type: FieldType, function="relu", *, samples: int | None = None):
@@ -424,12 +532,12 @@ class FourierPointwise(nnx.Module):
             if _fourier_matrices(r, samples) is None:
                 raise ValueError(f"field {i} of `in_type` ({r.name}) is not a band-limited function on "
                                  f"{group.name} (an irrep of complex type repeated, or too few samples); "
-                                 f"expected e.g. bandlimited_regular_rep(L) or regular_rep")
+                                 f"expected e.g. bandlimited_regular_rep(group, L) or regular_rep(group)")
         self.samples = samples
         self.function = function
         self._fn = _pointwise_fn(function)
 
-    def __call__(self, x):
+    def __call__(self, x: Array) -> Array:
         self.in_type.check(x, "x", "FourierPointwise")
         x = jnp.asarray(x)
         parts = []
@@ -453,7 +561,157 @@ def _bias_columns(field_type: FieldType):
     return {r: (r.trivial_columns().T * math.sqrt(r.size)).astype(np.float32) for r, _, _ in field_type.groups()}
 
 
-class FieldBatchNorm(nnx.Module):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FieldNormSpec(NormSpec):
+    """Batch norm of a steerable map field by field; subclasses are the normalisation kinds
+    (statistics per field, one scale per field; what the mean and the bias are differs)."""
+
+    layer = "FieldBatchNorm"
+    kind: ClassVar[str]
+
+    in_type: FieldType
+
+    def __post_init__(self) -> None:
+        set_fields(self, in_type=as_field_type(self.in_type, "in_type"))
+
+    @property
+    def out_type(self) -> FieldType:
+        """The output's field type, ``in_type``."""
+        return self.in_type
+
+    def check(self, x: jax.Array) -> None:
+        self.in_type.check(x, "x", self.layer)
+
+    def split(self, x: Array):
+        """``[(rep, fields, x_g)]``, the fields of each representation ``(..., n_g, d)``."""
+        return _split_by_rep(self.in_type, x)
+
+    def moments(self, xs: Any, axis_name: Any) -> tuple[Array, Array]:
+        dtype = jnp.promote_types(xs[0][2].dtype, jnp.float32)  # statistics in float32 at least
+        stats = [(fields, self._field_moments(rep, xg, axis_name)) for rep, fields, xg in xs]
+        var_all = jnp.zeros((len(self.in_type),), dtype)
+        for fields, (_, var) in stats:
+            var_all = var_all.at[jnp.asarray(fields)].set(var)
+        return self._merge_means([(fields, mean) for fields, (mean, _) in stats], dtype), var_all
+
+    def normalize(self, xs: Any, mean: Array, var: Array, scale: Array | None, bias: Array | None,
+                  epsilon: float) -> Array:
+        parts = []
+        for (rep, fields, xg), mg in zip(xs, self._split_mean(mean)):
+            fj = jnp.asarray(fields)
+            inv = jax.lax.rsqrt(var[fj] + epsilon)[:, None]
+            if scale is not None:
+                inv = inv * scale[fj][:, None]
+            y = (xg - _lead(mg.astype(xg.dtype), xg)) * _lead(inv.astype(xg.dtype), xg)
+            parts.append((fields, y if bias is None else self._add_bias(y, rep, fields, bias)))
+        return _merge_by_rep(parts, len(self.in_type))
+
+    def _field_moments(self, rep: Rep, xg: jax.Array, axis_name):
+        """``(mean, var)`` of the fields ``xg`` ``(..., n_g, d)`` of one representation."""
+        raise NotImplementedError
+
+    def _merge_means(self, means, dtype):
+        """The ``mean`` batch statistic from the per-representation means."""
+        raise NotImplementedError
+
+    def _split_mean(self, mean):
+        """Per representation (in ``_split_by_rep`` order), the mean to subtract, broadcastable
+        against its fields ``(..., n_g, d)``."""
+        raise NotImplementedError
+
+    def _add_bias(self, y, rep: Rep, fields: np.ndarray, bias: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InnerFieldNorm(FieldNormSpec):
+    """``kind="inner"`` (escnn's ``InnerBatchNorm``; fields must permute channels): per field,
+    mean and variance over batch, space and the field's channels; one bias per field.
+    Statistics ``mean``, ``var`` ``(n_fields,)``."""
+
+    kind = "inner"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require_permutation(self.in_type, "FieldBatchNorm(kind='inner')", "use kind='norm'")
+
+    def stat_shapes(self):
+        return (len(self.in_type),), (len(self.in_type),)
+
+    def param_shapes(self):
+        return (len(self.in_type),), (len(self.in_type),)
+
+    def _field_moments(self, rep, xg, axis_name):
+        return batch_moments(xg, feature_axis=-2, axis_name=axis_name)
+
+    def _merge_means(self, means, dtype):
+        mean_all = jnp.zeros((len(self.in_type),), dtype)
+        for f, m in means:
+            mean_all = mean_all.at[jnp.asarray(f)].set(m)
+        return mean_all
+
+    def _split_mean(self, mean):
+        return [mean[jnp.asarray(f)][:, None] for _, f, _ in self.in_type.groups()]
+
+    def _add_bias(self, y, rep, fields, bias):
+        return y + _lead(bias[jnp.asarray(fields)][:, None].astype(y.dtype), y)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NormFieldNorm(FieldNormSpec):
+    """``kind="norm"`` (any field type; escnn's ``NormBatchNorm``/``IIDBatchNorm2d``): the mean
+    is taken on the field's invariant directions only (none for nontrivial irreps), the
+    variance is ``E|f - mean|^2 / d``; one bias per trivial irrep. Statistics ``mean``
+    ``(D,)``, ``var`` ``(n_fields,)``."""
+
+    kind = "norm"
+
+    def stat_shapes(self):
+        return (self.in_type.size,), (len(self.in_type),)
+
+    def param_shapes(self):
+        nb = sum(r.trivial_columns().shape[1] for r in self.in_type.reps)
+        return (len(self.in_type),), ((nb,) if nb else None)
+
+    def _field_moments(self, rep, xg, axis_name):
+        proj = jnp.asarray(_invariant_projector(rep))
+        xf = xg.astype(jnp.promote_types(xg.dtype, jnp.float32))
+        m = jnp.mean(xf, axis=tuple(range(xf.ndim - 2))) @ proj  # (n_g, d)
+        if axis_name is not None:
+            m = jax.lax.pmean(m, axis_name)
+        var = jnp.mean(jnp.sum(jnp.square(xf - _lead(m, xf)), axis=-1), axis=tuple(range(xf.ndim - 2))) / rep.size
+        if axis_name is not None:
+            var = jax.lax.pmean(var, axis_name)
+        return m, var
+
+    def _merge_means(self, means, dtype):
+        return _merge_by_rep([(f, m[None]) for f, m in means], len(self.in_type))[0]
+
+    def _split_mean(self, mean):
+        return [mg[0] for _, _, mg in _split_by_rep(self.in_type, mean[None])]
+
+    def _add_bias(self, y, rep, fields, bias):
+        cols = _bias_columns(self.in_type)[rep]
+        if not cols.shape[0]:
+            return y
+        counts = [r.trivial_columns().shape[1] for r in self.in_type.reps]
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        idx = offsets[fields][:, None] + np.arange(cols.shape[0])[None]  # (n_g, t)
+        return y + _lead((bias[jnp.asarray(idx)] @ jnp.asarray(cols)).astype(y.dtype), y)
+
+
+FIELD_NORM_KINDS: dict[str, type[FieldNormSpec]] = {"inner": InnerFieldNorm, "norm": NormFieldNorm}
+
+
+def field_norm_spec(in_type: FieldType, kind: str) -> FieldNormSpec:
+    """The :class:`FieldNormSpec` of ``kind`` ("inner" or "norm") for ``in_type``."""
+    in_type = as_field_type(in_type, "in_type")
+    if kind not in FIELD_NORM_KINDS:
+        raise ValueError(f"`kind` must be 'inner' or 'norm', got {kind!r}")
+    return FIELD_NORM_KINDS[kind](in_type=in_type)
+
+
+class FieldBatchNorm(BatchNormLayer):
     """Batch normalisation of a steerable map ``(B, H, W, D)``, field by field, equivariantly.
 
     ``kind="inner"`` (escnn's ``InnerBatchNorm``; fields must permute channels: trivial, regular,
@@ -462,124 +720,73 @@ class FieldBatchNorm(nnx.Module):
     ``NormBatchNorm``/``IIDBatchNorm2d``): the mean is taken on the field's invariant directions
     only (none for nontrivial irreps), the variance is ``E|f - mean|^2 / d``; one scale per field
     and one bias per trivial irrep. For regular fields both kinds compute the same statistics.
+    Each kind is a class (:class:`InnerFieldNorm`, :class:`NormFieldNorm`, in ``FIELD_NORM_KINDS``).
 
     Training mode (``use_running_average=False``) uses the batch statistics and updates the running
     ones (``ra = momentum * ra + (1 - momentum) * batch``); ``model.eval()`` uses the running ones.
-    Batch stats: ``mean`` (``(n_fields,)`` inner, ``(D,)`` norm), ``var`` ``(n_fields,)``.
+
+    Args:
+        in_type: the :class:`~equilib.fields.FieldType` of the input (``out_type`` is the same).
+        kind: "inner" or "norm".
+
+    The other arguments are those of :class:`GroupBatchNorm`.
+
+    Parameters: ``scale`` ``(n_fields,)``, ``bias`` (``(n_fields,)`` inner, ``(num_trivial,)``
+    norm); batch stats: ``mean`` (``(n_fields,)`` inner, ``(D,)`` norm), ``var`` ``(n_fields,)``.
+
+    Raises:
+        ValueError: an unknown ``kind``, ``kind="inner"`` on fields that do not permute channels,
+            a bad ``momentum``/``epsilon``; on call, an input that is not ``(B, H, W, D)``.
+
+    Example:
+        A regular field (4 channels) and a vector field (irrep 1, 2 channels) of C4:
+
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from equilib import Cyclic, FieldType, nn, reps
+        >>> t = FieldType(Cyclic(4), [reps.regular_rep(Cyclic(4)), reps.irrep(Cyclic(4), 1)])
+        >>> bn = nn.FieldBatchNorm(t, kind="norm", rngs=nnx.Rngs(0))
+        >>> bn(jnp.ones((2, 5, 5, 6))).shape, bn.mean.shape
+        ((2, 5, 5, 6), (6,))
     """
 
     def __init__(self, in_type: FieldType, *, kind: str = "inner", use_running_average: bool = False,
                  momentum: float = 0.99, epsilon: float = 1e-5, use_scale: bool = True,
-                 use_bias: bool = True, axis_name=None, param_dtype=jnp.float32,
-                 rngs: nnx.Rngs | None = None):
-        self.in_type = self.out_type = as_field_type(in_type, "in_type")
-        if kind not in ("inner", "norm"):
-            raise ValueError(f"`kind` must be 'inner' or 'norm', got {kind!r}")
-        if kind == "inner":
-            _require_permutation(self.in_type, "FieldBatchNorm(kind='inner')", "use kind='norm'")
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"`momentum` must be in [0, 1], got {momentum!r}")
-        if not epsilon > 0:
-            raise ValueError(f"`epsilon` must be > 0, got {epsilon!r}")
-        self.kind = kind
-        self.use_running_average = bool(use_running_average)
-        self.momentum, self.epsilon, self.axis_name = float(momentum), float(epsilon), axis_name
-        n = len(self.in_type)
-        self.mean = nnx.BatchStat(zeros(None, (n if kind == "inner" else self.in_type.size,), jnp.float32))
-        self.var = nnx.BatchStat(ones(None, (n,), jnp.float32))
-        self.scale = nnx.Param(ones(None, (n,), param_dtype)) if use_scale else None
-        if not use_bias:
-            self.bias = None
-        elif kind == "inner":
-            self.bias = nnx.Param(zeros(None, (n,), param_dtype))
-        else:
-            nb = sum(r.trivial_columns().shape[1] for r in self.in_type.reps)
-            self.bias = nnx.Param(zeros(None, (nb,), param_dtype)) if nb else None
-
-    def _bias_offsets(self):
-        counts = [r.trivial_columns().shape[1] for r in self.in_type.reps]
-        return np.concatenate([[0], np.cumsum(counts)])
-
-    def __call__(self, x, *, use_running_average: bool | None = None):
-        self.in_type.check(x, "x", "FieldBatchNorm")
-        x = jnp.asarray(x)
-        if use_running_average is None:
-            use_running_average = self.use_running_average
-        n = len(self.in_type)
-        groups = _split_by_rep(self.in_type, x)
-        if not use_running_average:
-            means, vars_ = [], []
-            for rep, fields, xg in groups:
-                if self.kind == "inner":
-                    mean, var = batch_moments(xg, feature_axis=-2, axis_name=self.axis_name)
-                else:
-                    proj = jnp.asarray(_invariant_projector(rep))
-                    xf = xg.astype(jnp.promote_types(xg.dtype, jnp.float32))
-                    m = jnp.mean(xf, axis=tuple(range(xf.ndim - 2))) @ proj  # (n_g, d)
-                    if self.axis_name is not None:
-                        m = jax.lax.pmean(m, self.axis_name)
-                    var = jnp.mean(jnp.sum(jnp.square(xf - m), axis=-1), axis=tuple(range(xf.ndim - 2))) / rep.size
-                    if self.axis_name is not None:
-                        var = jax.lax.pmean(var, self.axis_name)
-                    mean = m
-                means.append((fields, mean))
-                vars_.append((fields, var))
-            var_all = jnp.zeros((n,), jnp.float32)
-            for f, v in vars_:
-                var_all = var_all.at[jnp.asarray(f)].set(v)
-            if self.kind == "inner":
-                mean_all = jnp.zeros((n,), jnp.float32)
-                for f, m in means:
-                    mean_all = mean_all.at[jnp.asarray(f)].set(m)
-            else:
-                mean_all = _merge_by_rep([(f, m[None]) for f, m in means], n)[0]
-            mo = self.momentum
-            self.mean[...] = mo * self.mean[...] + (1 - mo) * mean_all
-            self.var[...] = mo * self.var[...] + (1 - mo) * var_all
-        else:
-            mean_all, var_all = self.mean[...], self.var[...]
-        if self.kind == "norm":
-            mean_groups = {tuple(f): mg for _, f, mg in _split_by_rep(self.in_type, mean_all[None])}
-        bias_cols = _bias_columns(self.in_type) if self.kind == "norm" else None
-        offs = self._bias_offsets() if self.kind == "norm" else None
-        parts = []
-        for rep, fields, xg in groups:
-            fj = jnp.asarray(fields)
-            if self.kind == "inner":
-                mean = mean_all[fj][:, None]
-            else:
-                mean = mean_groups[tuple(fields)][0]
-            inv = jax.lax.rsqrt(var_all[fj] + self.epsilon)[:, None]
-            if self.scale is not None:
-                inv = inv * self.scale[...][fj][:, None]
-            y = (xg - mean.astype(xg.dtype)) * inv.astype(xg.dtype)
-            if self.bias is not None:
-                if self.kind == "inner":
-                    y = y + self.bias[...][fj][:, None].astype(xg.dtype)
-                else:
-                    cols = bias_cols[rep]
-                    if cols.shape[0]:
-                        idx = offs[fields][:, None] + np.arange(cols.shape[0])[None]  # (n_g, t)
-                        b = self.bias[...][jnp.asarray(idx)] @ jnp.asarray(cols)
-                        y = y + b.astype(xg.dtype)
-            parts.append((fields, y))
-        return _merge_by_rep(parts, n)
+                 use_bias: bool = True, axis_name: Any = None, dtype: Any = None,
+                 param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        super().__init__(field_norm_spec(in_type, kind), use_running_average=use_running_average,
+                         momentum=momentum, epsilon=epsilon, use_scale=use_scale, use_bias=use_bias,
+                         axis_name=axis_name, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
 
 # --- pooling and restriction ------------------------------------------------------------------
 class NormPool(nnx.Module):
     """Per field L2 norm: ``(B, H, W, D) -> (B, H, W, n_fields)``, invariant fields
-    (``out_type``: trivial). Works for any (orthogonal) field type."""
+    (``out_type``: trivial). Works for any (orthogonal) field type.
+
+    Args:
+        in_type: the :class:`~equilib.fields.FieldType` of the input ``(B, H, W, in_type.size)``.
+
+    Raises:
+        ValueError: on call, an input that is not ``(B, H, W, in_type.size)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from equilib import SO2, FieldType, nn, reps
+        >>> pool = nn.NormPool(FieldType(SO2(), [reps.irrep(SO2(), 1)] * 2))
+        >>> pool(jnp.array([3.0, 4.0, 0.0, 1.0]).reshape(1, 1, 1, 4)).ravel()
+        Array([5., 1.], dtype=float32)
+    """
 
     def __init__(self, in_type: FieldType):
         self.in_type = as_field_type(in_type, "in_type")
         g = self.in_type.group
-        self.out_type = FieldType(g, [g.trivial_rep] * len(self.in_type))
+        self.out_type = FieldType(g, [trivial_rep(g)] * len(self.in_type))
 
-    def __call__(self, x):
+    def __call__(self, x: Array) -> Array:
         self.in_type.check(x, "x", "NormPool")
         x = jnp.asarray(x)
-        parts = [(f, jnp.sqrt(jnp.sum(jnp.square(xg), axis=-1, keepdims=True)))
+        parts = [(f, l2_norm(xg, keepdims=True))
                  for _, f, xg in _split_by_rep(self.in_type, x)]
         return _merge_by_rep(parts, len(self.in_type))
 
@@ -587,8 +794,24 @@ class NormPool(nnx.Module):
 class FieldGroupPool(nnx.Module):
     """Group pooling: max (or mean) over the channels of each field whose representation permutes
     channels (regular, quotient, trivial): ``(B, H, W, D) -> (B, H, W, n_fields)``, invariant
-    fields (``out_type``: trivial). For regular fields this is :class:`GroupPool` on the flattened
-    map."""
+    fields (``out_type``: trivial). For regular fields this is :class:`GroupPool` on the
+    flattened map.
+
+    Args:
+        in_type: the :class:`~equilib.fields.FieldType` of the input ``(B, H, W, in_type.size)``.
+        mode: "max" or "mean".
+
+    Raises:
+        ValueError: an unknown ``mode``, or a field that does not permute channels (use
+            :class:`NormPool`); on call, an input that is not ``(B, H, W, in_type.size)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from equilib import Cyclic, FieldType, nn, reps
+        >>> pool = nn.FieldGroupPool(FieldType(Cyclic(2), [reps.regular_rep(Cyclic(2))] * 2), "max")
+        >>> pool(jnp.array([1.0, 3.0, -2.0, -1.0]).reshape(1, 1, 1, 4)).ravel()
+        Array([ 3., -1.], dtype=float32)
+    """
 
     def __init__(self, in_type: FieldType, mode: str = "max"):
         self.in_type = as_field_type(in_type, "in_type")
@@ -597,9 +820,9 @@ class FieldGroupPool(nnx.Module):
         _require_permutation(self.in_type, "FieldGroupPool", "use NormPool for it")
         self.mode = mode
         g = self.in_type.group
-        self.out_type = FieldType(g, [g.trivial_rep] * len(self.in_type))
+        self.out_type = FieldType(g, [trivial_rep(g)] * len(self.in_type))
 
-    def __call__(self, x):
+    def __call__(self, x: Array) -> Array:
         self.in_type.check(x, "x", "FieldGroupPool")
         x = jnp.asarray(x)
         red = jnp.max if self.mode == "max" else jnp.mean
@@ -610,24 +833,57 @@ class FieldGroupPool(nnx.Module):
 class Restrict(nnx.Module):
     """Restrict a field type to a subgroup (e.g. ``Dihedral(16) -> Cyclic(16)``, as in the best
     E(2)-CNN MNIST model): the data are unchanged, ``out_type = in_type.restrict(subgroup)``
-    (a regular D_N field becomes a permutation field of C_N made of two regular C_N blocks)."""
+    (a regular D_N field becomes a permutation field of C_N made of two regular C_N blocks).
+
+    Args:
+        in_type: the :class:`~equilib.fields.FieldType` of the input.
+        subgroup: a subgroup of ``in_type.group`` (see :meth:`~equilib.fields.FieldType.restrict`).
+
+    Raises:
+        ValueError: ``subgroup`` is not a subgroup; on call, an input that is not
+            ``(B, H, W, in_type.size)``.
+
+    Example:
+        >>> from equilib import Cyclic, Dihedral, FieldType, nn, reps
+        >>> layer = nn.Restrict(FieldType(Dihedral(4), [reps.regular_rep(Dihedral(4))]), Cyclic(4))
+        >>> layer.out_type.group.name, layer.out_type.size
+        ('C4', 8)
+    """
 
     def __init__(self, in_type: FieldType, subgroup):
         self.in_type = as_field_type(in_type, "in_type")
         self.subgroup = subgroup
         self.out_type = self.in_type.restrict(subgroup)
 
-    def __call__(self, x):
+    def __call__(self, x: Array) -> Array:
         self.in_type.check(x, "x", "Restrict")
         return x
 
 
 class FieldSequential(nnx.Sequential):
     """``nnx.Sequential`` that checks that each typed layer's ``in_type`` equals the previous
-    typed layer's ``out_type`` (plain callables in between are passed through)."""
+    typed layer's ``out_type`` (plain callables in between are passed through).
+
+    Args:
+        *layers: modules or callables, applied in order.
+
+    Raises:
+        ValueError: a layer's ``in_type`` is not the ``out_type`` of the typed layer before it.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from equilib import Cyclic, FieldType, nn, reps
+        >>> C4 = Cyclic(4)
+        >>> scalar, regular = FieldType(C4, [reps.trivial_rep(C4)]), FieldType(C4, [reps.regular_rep(C4)])
+        >>> model = nn.FieldSequential(nn.SteerableConv(scalar, regular, 3, rngs=nnx.Rngs(0)),
+        ...                            nn.PointwiseNonlinearity(regular), nn.FieldGroupPool(regular))
+        >>> model(jnp.ones((1, 5, 5, 1))).shape
+        (1, 5, 5, 1)
+    """
 
     def __init__(self, *layers):
-        prev, where = None, None
+        prev, where = None, 0
         for i, layer in enumerate(layers):
             it = getattr(layer, "in_type", None)
             if it is not None and prev is not None and it != prev:

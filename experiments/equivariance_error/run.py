@@ -20,10 +20,15 @@ outputs inside a central disk of 0.6 of the radius.
 
 from __future__ import annotations
 
+import functools
 import pathlib
 
 import numpy as np
 
+from experiments.common import legend_outside, pyplot, save_figure
+from experiments.equivariance_error.configs import Config
+
+RESULT_KEYS = ("angles", "layers", "escnn", "networks")
 FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "escnn" / "layers.npz"
 
 
@@ -45,7 +50,56 @@ def _rms(errors_per_seed):
     return np.sqrt(np.mean(np.square(np.asarray(errors_per_seed)), axis=0)).tolist()
 
 
-def run(config: dict, workdir: pathlib.Path) -> dict:
+def _curve(fn, x, circle, output: str) -> list[float]:
+    """The relative equivariance error of ``fn`` at every element of ``circle`` (a rotation group)."""
+    from equilib.testing import equivariance_errors
+
+    errs = equivariance_errors(fn, x, circle, input="plain", output=output)
+    return [errs[g] for g in range(circle.order)]
+
+
+def _field_norms(y):
+    """|field| per pixel: the invariant read-out of irrep fields of sizes 1, 2, 2."""
+    import jax.numpy as jnp
+
+    return jnp.stack([jnp.abs(y[..., 0]), jnp.linalg.norm(y[..., 1:3], axis=-1),
+                      jnp.linalg.norm(y[..., 3:5], axis=-1)], axis=-1)
+
+
+def _at_45(errors, angles) -> float:
+    return errors[angles.index(45)] if 45 in angles else float("nan")
+
+
+def run(config: Config, workdir: pathlib.Path) -> dict:
+    from equilib.groups import Cyclic
+    from equilib.transforms import Normalize
+    from experiments.common import load_mnist
+
+    data = load_mnist(config.n_train, config.n_digits)
+    x_train, y_train = data["train"]
+    normalize = Normalize.fit(x_train)
+    digits = data["test"][0]
+    # pad 28 -> 33 (odd: a pixel at the rotation centre) with background
+    x = np.asarray(normalize(np.pad(digits, ((0, 0), (2, 3), (2, 3), (0, 0)))), np.float32)
+    if config.input_blur_sigma > 0:  # band-limited digits: the measurement's own error drops below the layers'
+        x = _gaussian_blur(x, config.input_blur_sigma)
+    angles = list(range(0, 360, config.angle_step_degrees))
+    circle = Cyclic(360 // config.angle_step_degrees)
+    seeds = range(config.seed, config.seed + config.layer_seeds)
+    results: dict = {"angles": angles, "layers": {}, "escnn": {}, "networks": {}}
+    for name, make in _layers().items():
+        e = results["layers"][name] = _rms([_curve(make(s), x, circle, "plain") for s in seeds])
+        print(f"{name}: error at 45 deg {_at_45(e, angles):.3f}, max {max(e):.3f}", flush=True)
+    if FIXTURES.exists():
+        results["escnn"] = _escnn_curves(x, circle, config.layer_seeds, angles)
+    x28 = np.asarray(normalize(digits), np.float32)
+    results["networks"] = _network_curves(config, (normalize(x_train), y_train), x28, circle, angles)
+    return results
+
+
+def _layers() -> dict:
+    """``name -> (seed -> jitted layer + per-pixel invariant read-out)``: random 5x5 / 7x7 kernels
+    without bias, whose output is a plain map that rotates with the input at every angle."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -53,29 +107,8 @@ def run(config: dict, workdir: pathlib.Path) -> dict:
     from equilib import FieldType, nn
     from equilib import functional as F
     from equilib.groups import SO2, Cyclic, Dihedral
-    from equilib.models import GCNN, P4CNN, P4MCNN, Z2CNN
-    from equilib.testing import equivariance_errors
-    from equilib.training import TrainConfig, fit
-    from experiments.common import load_mnist
+    from equilib.reps import irrep, regular_rep, trivial_rep
 
-    data = load_mnist(config["n_train"], config["n_digits"])
-    x_train, y_train = data["train"]
-    mean, std = float(x_train.mean()), float(x_train.std())
-    digits = data["test"][0]
-    # pad 28 -> 33 (odd: a pixel at the rotation centre) with background
-    digits33 = np.pad(digits, ((0, 0), (2, 3), (2, 3), (0, 0)))
-    step = config["angle_step_degrees"]
-    angles = list(range(0, 360, step))
-    circle = Cyclic(360 // step)
-    seeds = range(config["seed"], config["seed"] + config["layer_seeds"])
-
-    def curve(fn, x, output):
-        errs = equivariance_errors(fn, x, circle, input="plain", output=output)
-        return [errs[g] for g in range(circle.order)]
-
-    results: dict = {"angles": angles, "layers": {}, "escnn": {}, "networks": {}}
-
-    # --- layers: conv + per-pixel invariant read-out ------------------------------------------
     def group_layer(group, k):
         def make(seed):
             layer = nn.LiftingConv(1, 4, k, group=group, use_bias=False, rngs=nnx.Rngs(seed))
@@ -83,24 +116,19 @@ def run(config: dict, workdir: pathlib.Path) -> dict:
         return make
 
     def plain_layer(seed):
-        layer = nn.Conv(1, 4, 5, use_bias=False, rngs=nnx.Rngs(seed))
-        return jax.jit(layer)
+        return jax.jit(nn.Conv(1, 4, 5, use_bias=False, rngs=nnx.Rngs(seed)))
 
     so2 = SO2()
-    so2_in = FieldType(so2, [so2.trivial_rep])
-    so2_out = FieldType(so2, [so2.irrep(0), so2.irrep(1), so2.irrep(2)])
-
-    def field_norms(y):  # |field| per pixel: invariant read-out of irrep fields (sizes 1, 2, 2)
-        return jnp.stack([jnp.abs(y[..., 0]), jnp.linalg.norm(y[..., 1:3], axis=-1),
-                          jnp.linalg.norm(y[..., 3:5], axis=-1)], axis=-1)
+    so2_in = FieldType(so2, [trivial_rep(so2)])
+    so2_out = FieldType(so2, [irrep(so2, 0), irrep(so2, 1), irrep(so2, 2)])
 
     def so2_layer(seed):
         layer = nn.SteerableConv(so2_in, so2_out, 7, use_bias=False, rngs=nnx.Rngs(seed))
-        return jax.jit(lambda x: field_norms(layer(x)))
+        return jax.jit(lambda x: _field_norms(layer(x)))
 
     def steerable_regular(group, fields, k):
-        tin = FieldType(group, [group.trivial_rep])
-        tout = FieldType(group, [group.regular_rep] * fields)
+        tin = FieldType(group, [trivial_rep(group)])
+        tout = FieldType(group, [regular_rep(group)] * fields)
 
         def make(seed):
             layer = nn.SteerableConv(tin, tout, k, use_bias=False, rngs=nnx.Rngs(seed))
@@ -112,7 +140,7 @@ def run(config: dict, workdir: pathlib.Path) -> dict:
         g = _gaussian_kernel(1.0, 5)
         return jax.jit(lambda x: F.conv2d(x, jnp.asarray(g[:, :, None, None])))
 
-    layers = {
+    return {
         "isotropic Gaussian 5x5 (equivariant reference)": isotropic_layer,
         "plain conv 5x5": plain_layer,
         "C4 lifting conv 5x5": group_layer(Cyclic(4), 5),
@@ -123,53 +151,57 @@ def run(config: dict, workdir: pathlib.Path) -> dict:
         "C16 steerable 7x7 (2 regular fields)": steerable_regular(Cyclic(16), 2, 7),
         "SO(2) steerable 7x7 (irreps 0-2)": so2_layer,
     }
-    x = np.asarray((digits33 - mean) / std, np.float32)
-    sigma = config.get("input_blur_sigma", 0.0)
-    if sigma > 0:  # band-limit the digits: the measurement's own interpolation error drops below the layers'
-        x = _gaussian_blur(x, sigma)
-    for name, make in layers.items():
-        results["layers"][name] = _rms([curve(make(s), x, "plain") for s in seeds])
-        e = results["layers"][name]
-        print(f"{name}: error at 45 deg {e[angles.index(45)] if 45 in angles else float('nan'):.3f}, "
-              f"max {max(e):.3f}", flush=True)
 
-    # --- escnn's layers (exported filters) with the same read-out ------------------------------
-    if FIXTURES.exists():
-        fx = np.load(FIXTURES)
-        escnn_cases = {
-            "C8 steerable 5x5 (4 regular fields)": ("c8_triv_reg_k5", lambda y: y.reshape(y.shape[:3] + (4, 8)).max(-1)),
-            "C16 steerable 7x7 (2 regular fields)": ("c16_triv_reg_k7", lambda y: y.reshape(y.shape[:3] + (2, 16)).max(-1)),
-            "SO(2) steerable 7x7 (irreps 0-2)": ("so2_triv_irreps_k7", field_norms),
-        }
-        for name, (key, readout) in escnn_cases.items():
-            filters = fx[f"{key}_seed_filters"][: config["layer_seeds"]]
-            per_seed = []
-            for w in filters:
-                wj = jnp.asarray(w)
-                f = jax.jit(lambda z, wj=wj, readout=readout: readout(F.conv2d(z, wj)))
-                per_seed.append(curve(f, x, "plain"))
-            results["escnn"][name] = _rms(per_seed)
-            e = results["escnn"][name]
-            print(f"escnn {name}: error at 45 deg {e[angles.index(45)] if 45 in angles else float('nan'):.3f}",
-                  flush=True)
 
-    # --- networks: invariant logits, before and after training ----------------------------------
+def _escnn_curves(x, circle, layer_seeds: int, angles) -> dict:
+    """escnn's layers (their exported filters) with the same read-out as ours."""
+    import jax
+    import jax.numpy as jnp
+
+    from equilib import functional as F
+
+    fx = np.load(FIXTURES)
+    cases = {
+        "C8 steerable 5x5 (4 regular fields)": ("c8_triv_reg_k5", lambda y: y.reshape(y.shape[:3] + (4, 8)).max(-1)),
+        "C16 steerable 7x7 (2 regular fields)": ("c16_triv_reg_k7", lambda y: y.reshape(y.shape[:3] + (2, 16)).max(-1)),
+        "SO(2) steerable 7x7 (irreps 0-2)": ("so2_triv_irreps_k7", _field_norms),
+    }
+    out = {}
+    for name, (key, readout) in cases.items():
+        per_seed = []
+        for w in fx[f"{key}_seed_filters"][:layer_seeds]:
+            wj = jnp.asarray(w)
+            f = jax.jit(lambda z, wj=wj, readout=readout: readout(F.conv2d(z, wj)))
+            per_seed.append(_curve(f, x, circle, "plain"))
+        out[name] = _rms(per_seed)
+        print(f"escnn {name}: error at 45 deg {_at_45(out[name], angles):.3f}", flush=True)
+    return out
+
+
+def _network_curves(config: Config, train, x28, circle, angles) -> dict:
+    """Networks with invariant logits, at initialisation and after training."""
+    from flax import nnx
+
+    from equilib.groups import Cyclic
+    from equilib.models import GCNN, P4CNN, P4MCNN, Z2CNN
+    from equilib.training import TrainConfig, fit
+
     nets = {"Z2CNN": lambda r: Z2CNN(rngs=r), "P4CNN": lambda r: P4CNN(rngs=r),
             "P4MCNN": lambda r: P4MCNN(rngs=r), "C8 G-CNN": lambda r: GCNN(Cyclic(8), width=7, rngs=r)}
-    x28 = np.asarray((digits - mean) / std, np.float32)
-    for i, (name, model_fn) in enumerate(nets.items()):
-        init = model_fn(nnx.Rngs(params=config["seed"], dropout=config["seed"] + 1))
+    out = {}
+    for name, model_fn in nets.items():
+        init = model_fn(nnx.Rngs(params=config.seed, dropout=config.seed + 1))
         init.eval()
         fwd = nnx.jit(lambda m, z: m(z))
-        before = curve(lambda z: fwd(init, z), x28, "invariant")
-        cfg = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"],
-                          learning_rate=config["learning_rate"], seed=config["seed"], checkpoint_every=0)
-        trained = fit(model_fn, ((x_train - mean) / std, y_train), cfg, progress=False).model
-        after = curve(lambda z: fwd(trained, z), x28, "invariant")
-        results["networks"][name] = {"init": before, "trained": after}
-        print(f"{name}: logit change at 45 deg {before[angles.index(45)] if 45 in angles else float('nan'):.3f} "
-              f"(init) {after[angles.index(45)] if 45 in angles else float('nan'):.3f} (trained)", flush=True)
-    return results
+        before = _curve(functools.partial(fwd, init), x28, circle, "invariant")
+        cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                          seed=config.seed, checkpoint_every=0)
+        trained = fit(model_fn, train, cfg, progress=False).model
+        after = _curve(functools.partial(fwd, trained), x28, circle, "invariant")
+        out[name] = {"init": before, "trained": after}
+        print(f"{name}: logit change at 45 deg {_at_45(before, angles):.3f} (init) "
+              f"{_at_45(after, angles):.3f} (trained)", flush=True)
+    return out
 
 
 def table(results: dict) -> str:
@@ -191,13 +223,7 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from experiments.common import save_figure
-
+    plt = pyplot()
     angles = results["angles"]
     floor = 1e-8  # exact elements sit at float rounding; show them on the log axis
     fig, axes = plt.subplots(1, 3, figsize=(14, 4), sharey=True)
@@ -217,7 +243,7 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("relative equivariance error")
-    axes[0].legend(fontsize=6)
-    axes[1].legend(fontsize=7)
+    legend_outside(axes[0], below=True, fontsize=6, ncol=2)
+    legend_outside(axes[1], below=True, fontsize=7, ncol=2)
     fig.tight_layout()
-    return save_figure(fig, stem, table(results))
+    return save_figure(fig, stem, table(results), results)

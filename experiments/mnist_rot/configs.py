@@ -22,7 +22,7 @@
   min. A second seed costs as much again, so one seed of 7 epochs was preferred to two seeds of
   3 (too short to say anything about the published numbers). On a machine shared with other
   jobs everything scales with the load (about 2.2x slower at a load of 7 on 2 cores). More
-  seeds: ``"seeds": [0, 1, 2, 3, 4]`` (5x the time), or ``--seed 1`` into another workdir.
+  seeds: ``--set seeds=[0,1,2,3,4]`` (5x the time), or ``--seed 1`` into another workdir.
 * ``smoke``: 256 training and 500 test digits, 1 epoch per model, batch 64: a check of the
   pipeline (training, test, table, figure) that is all compilation (~50 CPU-seconds, a third of
   it the threefry dropout masks of Z2CNN). To stay under a minute it leaves out the
@@ -30,45 +30,75 @@
   compilation; they run in ``default``).
 """
 
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Literal
+
+from experiments.common import ExperimentConfig, ModelSpec
+
 G_CNN_MODELS = ("Z2CNN", "P4CNN-RotationPooling", "P4CNN")
+# steerable CNNs (equilib.models.SteerableCNN): "C16 steerable CNN", or "D16->C16 steerable CNN"
+# (D16 for the first 3 layers, then C16)
+STEERABLE = re.compile(r"^(?:(D)(\d+)->)?C(\d+) steerable CNN$")
 
 
-def full() -> dict:
-    return {
-        "seed": 0,                      # offset added to every training seed (--seed N: seeds N, N+1, ...)
-        "seeds": [0, 1, 2, 3, 4],       # training seeds (init, shuffling, augmentation, dropout), as published
-        "data_seed": 0,                 # the MNIST-rot realisation, fixed (like the official files)
-        "train_split": "train+val",     # all 12,000 digits, as published; "train": 10,000, the 2,000 monitored
-        "n_train": None,                # None: all (12,000)
-        "n_test": None,                 # None: all 50,000
-        "curve_n_test": 2_000,          # per-epoch error on the first test digits (watched, never selected on)
-        "batch_size": 128,
-        "learning_rate": 1e-3,          # Adam
-        "lr_decay_epochs": [],          # constant, as published
-        "augment": True,                # random rotations U[0, 2pi), as in the official experiment.py
-        "bn_recalibration": True,       # the official "finetune" pass before testing
-        "eval_batch_size": 2_000,
-        "checkpoint_every": 1,          # epochs; a killed run resumes from its workdir (0: no checkpoints)
-        "models": {
-            "Z2CNN": {"epochs": 300},
-            "P4CNN-RotationPooling": {"epochs": 100},
-            "P4CNN": {"epochs": 100},
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Model(ModelSpec):
+    """A model's training where it differs from the experiment's (None: the experiment's), and the
+    width multiplier of a steerable CNN."""
+
+    lr_decay_epochs: tuple[int, ...] | None = None
+    augment: bool | None = None
+    width_scale: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(ExperimentConfig):
+    # seed: offset added to every training seed (--seed N: seeds N, N+1, ...)
+    seeds: tuple[int, ...]              # training seeds (init, shuffling, augmentation, dropout)
+    data_seed: int                      # the MNIST-rot realisation, fixed (like the official files)
+    train_split: Literal["train+val", "train"]  # all 12,000 digits, or 10,000 with the 2,000 monitored
+    n_train: int | None                 # None: all
+    n_test: int | None                  # None: all 50,000
+    curve_n_test: int                   # per-epoch error on the first test digits (watched, never selected on)
+    batch_size: int
+    learning_rate: float                # Adam
+    lr_decay_epochs: tuple[int, ...]    # learning rate x0.1 after these epochs
+    augment: bool                       # random rotations U[0, 2pi), as in the official experiment.py
+    bn_recalibration: bool              # the official "finetune" pass before testing
+    eval_batch_size: int
+    checkpoint_every: int               # epochs; a killed run resumes from its workdir (0: no checkpoints)
+    models: dict[str, Model]            # a name of G_CNN_MODELS or matching STEERABLE -> its training
+
+    def validate(self) -> None:
+        self.require_positive("n_train", "n_test", "batch_size", "eval_batch_size")
+        for key in ("curve_n_test", "checkpoint_every"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"`{key}` must be >= 0, got {getattr(self, key)!r}")
+        if not self.seeds or not self.models:
+            raise ValueError("`seeds` and `models` must each name at least one")
+        for name in self.models:
+            m = STEERABLE.match(name)
+            if name not in G_CNN_MODELS and not m:
+                raise ValueError(f"unknown model {name!r} in `models`; expected one of {G_CNN_MODELS}, "
+                                 "'C<N> steerable CNN' or 'D<N>->C<N> steerable CNN'")
+            if m and m.group(1) and int(m.group(2)) != int(m.group(3)):
+                raise ValueError(f"model {name!r}: the restriction must keep the order "
+                                 f"(D{m.group(3)}->C{m.group(3)})")
+
+FULL = Config(
+    name="full", seed=0, seeds=(0, 1, 2, 3, 4), data_seed=0, train_split="train+val", n_train=None, n_test=None,
+    curve_n_test=2_000, batch_size=128, learning_rate=1e-3, lr_decay_epochs=(), augment=True,
+    bn_recalibration=True, eval_batch_size=2_000, checkpoint_every=1,
+    models={"Z2CNN": Model(epochs=300), "P4CNN-RotationPooling": Model(epochs=100), "P4CNN": Model(epochs=100),
             # the best steerable model (E(2)-CNN D16 -> C16 regular), with the E(2)-CNN protocol's schedule
-            "D16->C16 steerable CNN": {"epochs": 30, "batch_size": 64},
-        },
-    }
+            "D16->C16 steerable CNN": Model(epochs=30, batch_size=64)})
+DEFAULT = dataclasses.replace(FULL, name="default", seeds=(0,), lr_decay_epochs=(5,),
+                              models={name: Model(epochs=7) for name in G_CNN_MODELS})
+SMOKE = dataclasses.replace(FULL, name="smoke", seeds=(0,), n_train=256, n_test=500, curve_n_test=0, batch_size=64,
+                            eval_batch_size=500, lr_decay_epochs=(), checkpoint_every=0, augment=False,
+                            bn_recalibration=False, models={name: Model(epochs=1) for name in G_CNN_MODELS})
 
-
-def default() -> dict:
-    return {**full(), "seeds": [0], "lr_decay_epochs": [5],
-            "models": {name: {"epochs": 7} for name in G_CNN_MODELS}}
-
-
-def smoke() -> dict:
-    return {**full(), "seeds": [0], "n_train": 256, "n_test": 500, "curve_n_test": 0, "batch_size": 64,
-            "eval_batch_size": 500, "lr_decay_epochs": [], "checkpoint_every": 0, "augment": False,
-            "bn_recalibration": False,
-            "models": {name: {"epochs": 1} for name in G_CNN_MODELS}}
-
-
-CONFIGS = {"default": default, "full": full, "smoke": smoke}
+CONFIGS = {"default": DEFAULT, "full": FULL, "smoke": SMOKE}

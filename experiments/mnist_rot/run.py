@@ -21,7 +21,8 @@ errors (5.03 / 3.21 / 2.28 %). The protocol is that of the official experiment c
   learning rate divided by 10 for the last ones, ``lr_decay_epochs``) are said so in the table.
 * **Batch-norm statistics.** Before testing, the official code runs one "finetune" pass over
   the (augmented) training set that replaces the running averages of batch norm by their average
-  over the whole pass; ``bn_recalibration`` does the same (:func:`recalibrate_batch_norm`).
+  over the whole pass; ``bn_recalibration`` does the same
+  (:func:`equilib.training.recalibrate_batch_norm`).
 * **Test.** Error on the 50,000 test digits after the last epoch (:func:`equilib.training.evaluate`).
 
 Every source of randomness derives from a seed: the dataset from ``data_seed``, initialisation,
@@ -48,7 +49,22 @@ import time
 
 import numpy as np
 
-# Published test errors (%), parameter counts and epochs (shared/reference/benchmarks.md).
+from experiments.common import (
+    MNIST_CHANCE_PERCENT,
+    as_float_images,
+    chance_line,
+    legend_outside,
+    mean_std,
+    pyplot,
+    save_figure,
+    save_json,
+)
+from experiments.mnist_rot.configs import STEERABLE, Config, Model
+
+RESULT_KEYS = ("models", "published_test_error", "test_error_units", "protocol")
+CHANCE_ERROR = 100 - MNIST_CHANCE_PERCENT  # the test error (%) of guessing
+
+# Published test errors (%), parameter counts and epochs (read in the papers).
 PUBLISHED = {
     "Z2CNN": {"test_error": 5.03, "params": 21_750, "epochs": 300, "source": "Cohen & Welling 2016"},
     "P4CNN-RotationPooling": {"test_error": 3.21, "params": 21_750, "epochs": 100, "source": "Cohen & Welling 2016"},
@@ -57,14 +73,13 @@ PUBLISHED = {
     "D16->C16 steerable CNN": {"test_error": 0.682, "params": None, "epochs": 30, "source": "Weiler & Cesa 2019"},
 }
 TARGET_MODEL, TARGET_GAP = "P4CNN", 0.3  # the claim: P4CNN within 0.3 points of 2.28 %
-_STEERABLE = re.compile(r"^(?:(D)(\d+)->)?C(\d+) steerable CNN$")
 
 
 def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
 
 
-def model_fn(name: str, spec: dict):
+def model_fn(name: str, spec: Model):
     """``(rngs -> model, input size)`` for a model name of the config.
 
     ``Z2CNN``, ``P4CNN-RotationPooling``, ``P4CNN`` (28x28 inputs), and steerable CNNs
@@ -72,7 +87,7 @@ def model_fn(name: str, spec: dict):
     ``"D16->C16 steerable CNN"`` (D16 for the first 3 layers, then C16), with an optional
     ``width_scale`` in ``spec``."""
     from equilib.groups import Cyclic, Dihedral
-    from equilib.models import P4CNN, P4CNNRotationPooling, SteerableCNN, Z2CNN
+    from equilib.models import P4CNN, Z2CNN, P4CNNRotationPooling, SteerableCNN
 
     if name == "Z2CNN":
         return (lambda rngs: Z2CNN(rngs=rngs)), 28
@@ -80,85 +95,35 @@ def model_fn(name: str, spec: dict):
         return (lambda rngs: P4CNNRotationPooling(rngs=rngs)), 28
     if name == "P4CNN":
         return (lambda rngs: P4CNN(rngs=rngs)), 28
-    m = _STEERABLE.match(name)
+    m = STEERABLE.match(name)
     if m:
         n = int(m.group(3))
-        if m.group(1) and int(m.group(2)) != n:
-            raise ValueError(f"model {name!r}: the restriction must keep the order (D{n}->C{n})")
         group, restrict = (Dihedral(n), 3) if m.group(1) else (Cyclic(n), None)
-        scale = float(spec.get("width_scale", 1.0))
+        scale = 1.0 if spec.width_scale is None else spec.width_scale
         return (lambda rngs: SteerableCNN(group, width_scale=scale, restrict_after=restrict, rngs=rngs)), 29
     raise ValueError(f"unknown model {name!r}; expected Z2CNN, P4CNN-RotationPooling, P4CNN, "
                      f"'C<N> steerable CNN' or 'D<N>->C<N> steerable CNN'")
 
 
-def recalibrate_batch_norm(model, x, *, batch_size: int, augment=None, key=None, mesh=None) -> float:
-    """Set every batch norm's running mean and variance to the average of its batch statistics
-    over one pass over ``x`` in training mode with the final weights (the official code's
-    Chainer "finetune" epoch; dropout stays on, as there). Returns the seconds it took."""
-    import jax
-    from flax import nnx
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
-
-    from equilib.training import data_mesh
-
-    t0 = time.perf_counter()
-    bns = [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Module) and hasattr(m, "momentum")
-           and isinstance(getattr(m, "mean", None), nnx.BatchStat)]
-    if not bns:
-        return 0.0
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.momentum = 0.0  # running statistics := this batch's statistics
-    model.train()
-    mesh = mesh or data_mesh()
-    sharded = NamedSharding(mesh, P("data"))
-    # replicate the state over the mesh first: otherwise the second call sees new shardings and recompiles
-    nnx.update(model, jax.device_put(nnx.state(model), NamedSharding(mesh, P())))
-    key = jax.random.key(0) if key is None else key
-
-    @nnx.jit
-    def step(model, xb, k):
-        if augment is not None:
-            xb = augment(k, xb)
-        model(xb)
-        return nnx.state(model, nnx.BatchStat)
-
-    total, n_batches = None, max(len(x) // batch_size, 1)
-    for i in range(n_batches):
-        stats = step(model, jax.device_put(x[i * batch_size:(i + 1) * batch_size], sharded), jax.random.fold_in(key, i))
-        total = stats if total is None else jax.tree.map(lambda a, b: a + b, total, stats)
-    nnx.update(model, jax.tree.map(lambda a: a / n_batches, total))
-    for m, mo in zip(bns, momenta):
-        m.momentum = mo
-    model.eval()
-    return time.perf_counter() - t0
-
-
-def _prepare(config: dict):
+def _prepare(config: Config):
     """Train / monitor / test arrays in [0, 1], (N, 28, 28, 1) float32, int32 labels."""
     from equilib.data import mnist_rot
 
-    data = mnist_rot(config["data_seed"])
+    data = mnist_rot(config.data_seed)
 
     def as_float(split, n=None):
         x, y = data[split]
-        return x[:n].astype(np.float32)[..., None] / 255.0, y[:n].astype(np.int32)
+        return as_float_images(x[:n]), y[:n].astype(np.int32)
 
-    split = config["train_split"]
-    if split == "train+val":
+    if config.train_split == "train+val":
         (xa, ya), (xb, yb) = as_float("train"), as_float("val")
         x_train, y_train = np.concatenate([xa, xb]), np.concatenate([ya, yb])
-    elif split == "train":
-        x_train, y_train = as_float("train")
     else:
-        raise ValueError(f"`train_split` must be 'train+val' or 'train', got {split!r}")
-    n = config.get("n_train")
-    x_train, y_train = x_train[:n], y_train[:n]
-    x_test, y_test = as_float("test", config.get("n_test"))
-    n_mon = config.get("curve_n_test", 0)
-    if split == "train":
+        x_train, y_train = as_float("train")
+    x_train, y_train = x_train[:config.n_train], y_train[:config.n_train]
+    x_test, y_test = as_float("test", config.n_test)
+    n_mon = config.curve_n_test
+    if config.train_split == "train":
         monitor, monitor_name = as_float("val", n_mon or None), "validation split"
     elif n_mon:
         monitor, monitor_name = (x_test[:n_mon], y_test[:n_mon]), f"first {min(n_mon, len(x_test)):,} test digits"
@@ -167,118 +132,127 @@ def _prepare(config: dict):
     return (x_train, y_train), monitor, monitor_name, (x_test, y_test)
 
 
-def run(config: dict, workdir: pathlib.Path) -> dict:
-    import jax
+class _Inputs:
+    """Normalised (train, monitor, test) images at 28x28 or 29x29, each size prepared once."""
 
-    from equilib.training import TrainConfig, count_params, evaluate, fit
-    from equilib.transforms import RandomRotation, apply_batch
-    from experiments.common import save_json
+    def __init__(self, x_train, monitor, x_test, normalize):
+        self.x_train, self.monitor, self.x_test, self.normalize = x_train, monitor, x_test, normalize
+        self.cache: dict = {}
 
-    (x_train, y_train), monitor, monitor_name, (x_test, y_test) = _prepare(config)
-    # one mean / std over all training pixels keeps the normalisation rotation-invariant
-    mean, std = float(x_train.mean()), float(x_train.std())
-    print(f"MNIST-rot (regenerated, data seed {config['data_seed']}): {len(x_train):,} training digits "
-          f"({config['train_split']}), {len(x_test):,} test digits; mean {mean:.4f}, std {std:.4f}", flush=True)
-
-    def normalize(x):
-        return (x - mean) / std
-
-    cache: dict = {}
-
-    def arrays(size: int):  # normalised (train, monitor, test) images at 28x28 or 29x29
-        if size not in cache:
+    def __call__(self, size: int):
+        if size not in self.cache:
             pad = size - 28
             if pad not in (0, 1):
                 raise ValueError(f"input size {size} not supported (28 or 29)")
 
             def prep(x):  # MNIST -> 29x29: one row and column of background at the bottom / right
-                return normalize(np.pad(x, ((0, 0), (0, pad), (0, pad), (0, 0))) if pad else x)
+                return self.normalize(np.pad(x, ((0, 0), (0, pad), (0, pad), (0, 0))) if pad else x)
 
-            cache[size] = (prep(x_train), None if monitor is None else prep(monitor[0]), prep(x_test))
-        return cache[size]
+            self.cache[size] = (prep(self.x_train), None if self.monitor is None else prep(self.monitor[0]),
+                                prep(self.x_test))
+        return self.cache[size]
 
-    rotation = RandomRotation()
 
-    def augment(key, x):  # rotate the raw digits (zero fill = background), then normalise
-        return normalize(apply_batch(rotation, key, x * std + mean))
+def run(config: Config, workdir: pathlib.Path) -> dict:
+    from equilib.transforms import Normalize, RandomRotation, normalized_augment
 
-    seeds = [config["seed"] + s for s in config["seeds"]]
+    (x_train, y_train), monitor, monitor_name, (x_test, y_test) = _prepare(config)
+    # one mean / std over all training pixels keeps the normalisation rotation-invariant
+    normalize = Normalize.fit(x_train)
+    print(f"MNIST-rot (regenerated, data seed {config.data_seed}): {len(x_train):,} training digits "
+          f"({config.train_split}), {len(x_test):,} test digits; mean {normalize.mean:.4f}, std {normalize.std:.4f}",
+          flush=True)
+    inputs = _Inputs(x_train, monitor, x_test, normalize)
+    augment = normalized_augment(RandomRotation(), normalize)
+    seeds = [config.seed + s for s in config.seeds]
     models: dict = {}
     for seed in seeds:  # seeds outermost: a run cut short still has every model at the same seeds
-        for name, spec in config["models"].items():
-            spec = spec if isinstance(spec, dict) else {"epochs": spec}
-            fn, size = model_fn(name, spec)
-            xtr, xmon, xte = arrays(size)
-            use_aug = spec.get("augment", config["augment"])
-            cfg = TrainConfig(epochs=spec["epochs"], batch_size=spec.get("batch_size", config["batch_size"]),
-                              learning_rate=spec.get("learning_rate", config["learning_rate"]),
-                              lr_decay_epochs=tuple(spec.get("lr_decay_epochs", config.get("lr_decay_epochs", ()))),
-                              seed=seed,
-                              eval_batch_size=config["eval_batch_size"],
-                              checkpoint_every=config.get("checkpoint_every", 1))
-            fitted = fit(fn, (xtr, y_train), cfg, workdir=workdir / slug(name) / f"seed{seed}",
-                         val=None if xmon is None else (xmon, monitor[1]), augment=augment if use_aug else None)
-            model = fitted.model
-            recal_s = 0.0
-            if config["bn_recalibration"]:
-                recal_s = recalibrate_batch_norm(model, xtr, batch_size=cfg.batch_size,
-                                                 augment=augment if use_aug else None,
-                                                 key=jax.random.fold_in(jax.random.key(seed), 777))
-            t0 = time.perf_counter()
-            ev = evaluate(model, xte, y_test, batch_size=config["eval_batch_size"])
-            eval_s = time.perf_counter() - t0
-            hist = fitted.history
-            m = models.setdefault(name, {
-                "test_error": [], "params": count_params(model), "epochs": cfg.epochs, "train_seconds": 0.0,
-                "seeds": [], "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
-                "lr_decay_epochs": list(cfg.lr_decay_epochs), "augment": use_aug,
-                "input_size": size, "width_scale": spec.get("width_scale"),
-                "published_test_error": PUBLISHED.get(name, {}).get("test_error"),
-                "published_epochs": PUBLISHED.get(name, {}).get("epochs"),
-                "published_params": PUBLISHED.get(name, {}).get("params"),
-                "published_source": PUBLISHED.get(name, {}).get("source"),
-                "train_seconds_per_seed": [], "epoch_seconds": [], "recalibration_seconds": [],
-                "eval_seconds": [], "test_loss": [], "final_train_error": [], "curves": []})
-            m["test_error"].append(100.0 * (1.0 - ev["accuracy"]))
-            m["seeds"].append(seed)
-            train_s = sum(h["epoch_seconds"] for h in hist)
-            m["train_seconds"] += train_s
-            m["train_seconds_per_seed"].append(train_s)
-            m["epoch_seconds"].append([h["epoch_seconds"] for h in hist])
-            m["recalibration_seconds"].append(recal_s)
-            m["eval_seconds"].append(eval_s)
-            m["test_loss"].append(ev["loss"])
-            m["final_train_error"].append(100.0 * (1.0 - hist[-1]["train_accuracy"]))
-            m["curves"].append({"epoch": [h["epoch"] for h in hist],
-                                "train_error": [100.0 * (1.0 - h["train_accuracy"]) for h in hist],
-                                "monitor_error": [100.0 * (1.0 - h["val_accuracy"])
-                                                  for h in hist if "val_accuracy" in h]})
-            pub = PUBLISHED.get(name, {}).get("test_error")
-            print(f"{name} seed {seed}: {m['params']:,} params, {cfg.epochs} epochs in {train_s:.0f} s "
-                  f"(last epoch {hist[-1]['epoch_seconds']:.1f} s), BN recalibration {recal_s:.1f} s, "
-                  f"test ({len(xte):,}) {eval_s:.1f} s: test error {m['test_error'][-1]:.2f} %"
-                  + (f" (published {pub} %)" if pub is not None else ""), flush=True)
+        for name, spec in config.models.items():
+            xtr, xmon, xte = inputs(model_fn(name, spec)[1])
+            _train_and_test(models, name, spec, seed, config, train=(xtr, y_train),
+                            monitor=None if xmon is None else (xmon, monitor[1]), test=(xte, y_test),
+                            augment=augment, workdir=workdir / slug(name) / f"seed{seed}")
             save_json(workdir / "partial_results.json", {"models": models})  # progress of a long run
-
     return {
         "models": models,
         "published_test_error": {k: v["test_error"] for k, v in PUBLISHED.items()},
         "test_error_units": "percent",
-        "protocol": {
-            "dataset": f"MNIST-rot (regenerated), equilib.data.mnist_rot(seed={config['data_seed']})",
-            "train_split": config["train_split"], "n_train": len(x_train), "n_test": len(x_test),
-            "full_sizes": {"train": 12_000 if config["train_split"] == "train+val" else 10_000, "test": 50_000},
-            "augmentation": "random rotation U[0, 2pi), bilinear, zero fill" if config["augment"] else None,
-            "optimizer": "adam", "bn_recalibration": config["bn_recalibration"], "seeds": seeds,
-            "monitor": monitor_name, "normalisation": {"mean": mean, "std": std},
-            "full_command": "python -m experiments.mnist_rot --config full --workdir workdirs/mnist_rot_full",
-        },
+        "protocol": _protocol(config, len(x_train), len(x_test), seeds, monitor_name, normalize),
     }
 
 
-def _mean_std(v):
-    v = np.asarray(v, float)
-    return float(v.mean()), (float(v.std(ddof=1)) if len(v) > 1 else float("nan"))
+def _train_and_test(models: dict, name: str, spec: Model, seed: int, config: Config, *, train, monitor, test,
+                    augment, workdir) -> None:
+    """Train one model at one seed, recalibrate its batch norms, test it; add it to ``models``."""
+    import jax
+
+    from equilib.training import evaluate, fit, recalibrate_batch_norm
+
+    fn, size = model_fn(name, spec)
+    use_aug = config.augment if spec.augment is None else spec.augment
+    cfg = spec.train_config(config, seed=seed, eval_batch_size=config.eval_batch_size,
+                            lr_decay_epochs=config.lr_decay_epochs if spec.lr_decay_epochs is None
+                            else spec.lr_decay_epochs, checkpoint_every=config.checkpoint_every)
+    fitted = fit(fn, train, cfg, workdir=workdir, val=monitor, augment=augment if use_aug else None)
+    t0 = time.perf_counter()
+    if config.bn_recalibration:
+        recalibrate_batch_norm(fitted.model, train[0], batch_size=cfg.batch_size, augment=augment if use_aug else None,
+                               key=jax.random.fold_in(jax.random.key(seed), 777))
+    recal_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ev = evaluate(fitted.model, *test, batch_size=config.eval_batch_size)
+    m = _record(models, name, spec, cfg, use_aug, size, fitted, ev, seed=seed, recal_s=recal_s,
+                eval_s=time.perf_counter() - t0)
+    pub = PUBLISHED.get(name, {}).get("test_error")
+    hist = fitted.history
+    print(f"{name} seed {seed}: {m['params']:,} params, {cfg.epochs} epochs in {m['train_seconds_per_seed'][-1]:.0f} s "
+          f"(last epoch {hist[-1]['epoch_seconds']:.1f} s), BN recalibration {recal_s:.1f} s, "
+          f"test ({len(test[0]):,}) {m['eval_seconds'][-1]:.1f} s: test error {m['test_error'][-1]:.2f} %"
+          + (f" (published {pub} %)" if pub is not None else ""), flush=True)
+
+
+def _record(models: dict, name: str, spec: Model, cfg, use_aug: bool, size: int, fitted, ev, *, seed: int,
+            recal_s: float, eval_s: float) -> dict:
+    """Add one seed's numbers to the entry of ``name`` in ``models`` (made on its first seed)."""
+    from equilib.training import count_params
+
+    pub = PUBLISHED.get(name, {})
+    m = models.setdefault(name, {
+        "test_error": [], "params": count_params(fitted.model), "epochs": cfg.epochs, "train_seconds": 0.0,
+        "seeds": [], "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
+        "lr_decay_epochs": list(cfg.lr_decay_epochs), "augment": use_aug,
+        "input_size": size, "width_scale": spec.width_scale,
+        "published_test_error": pub.get("test_error"), "published_epochs": pub.get("epochs"),
+        "published_params": pub.get("params"), "published_source": pub.get("source"),
+        "train_seconds_per_seed": [], "epoch_seconds": [], "recalibration_seconds": [],
+        "eval_seconds": [], "test_loss": [], "final_train_error": [], "curves": []})
+    hist = fitted.history
+    train_s = sum(h["epoch_seconds"] for h in hist)
+    m["test_error"].append(100.0 * (1.0 - ev["accuracy"]))
+    m["seeds"].append(seed)
+    m["train_seconds"] += train_s
+    m["train_seconds_per_seed"].append(train_s)
+    m["epoch_seconds"].append([h["epoch_seconds"] for h in hist])
+    m["recalibration_seconds"].append(recal_s)
+    m["eval_seconds"].append(eval_s)
+    m["test_loss"].append(ev["loss"])
+    m["final_train_error"].append(100.0 * (1.0 - hist[-1]["train_accuracy"]))
+    m["curves"].append({"epoch": [h["epoch"] for h in hist],
+                        "train_error": [100.0 * (1.0 - h["train_accuracy"]) for h in hist],
+                        "monitor_error": [100.0 * (1.0 - h["val_accuracy"]) for h in hist if "val_accuracy" in h]})
+    return m
+
+
+def _protocol(config: Config, n_train: int, n_test: int, seeds, monitor_name, normalize) -> dict:
+    return {
+        "dataset": f"MNIST-rot (regenerated), equilib.data.mnist_rot(seed={config.data_seed})",
+        "train_split": config.train_split, "n_train": n_train, "n_test": n_test,
+        "full_sizes": {"train": 12_000 if config.train_split == "train+val" else 10_000, "test": 50_000},
+        "augmentation": "random rotation U[0, 2pi), bilinear, zero fill" if config.augment else None,
+        "optimizer": "adam", "bn_recalibration": config.bn_recalibration, "seeds": seeds,
+        "monitor": monitor_name, "normalisation": {"mean": normalize.mean, "std": normalize.std},
+        "full_command": "python -m experiments.mnist_rot --config full --workdir workdirs/mnist_rot_full",
+    }
 
 
 def table(results: dict) -> str:
@@ -288,7 +262,7 @@ def table(results: dict) -> str:
              "|---|---:|---:|---|---:|"]
     short = []
     for name, m in results["models"].items():
-        mu, sd = _mean_std(m["test_error"])
+        mu, sd = mean_std(m["test_error"])
         n = len(m["test_error"])
         ours = f"{mu:.2f} ± {sd:.2f} (n = {n})" if n > 1 else f"{mu:.2f} (n = 1)"
         pub = m.get("published_test_error")
@@ -327,7 +301,7 @@ def table(results: dict) -> str:
         notes.append(f"Schedule: {decay.lstrip(', ')}.")
     t = results["models"].get(TARGET_MODEL)
     if t is not None and t.get("published_test_error") is not None:
-        mu, _ = _mean_std(t["test_error"])
+        mu, _ = mean_std(t["test_error"])
         gap = mu - t["published_test_error"]
         within = abs(gap) <= TARGET_GAP
         notes.append(f"{TARGET_MODEL}: {mu:.2f} % against the published {t['published_test_error']:.2f} %, a gap of "
@@ -339,14 +313,9 @@ def table(results: dict) -> str:
 def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     """Left: test error per model, one point per seed, next to the published bar. Right: per-epoch
     error on the monitored digits (solid) and on the training batches (dashed), one line per seed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
-    from experiments.common import save_figure
-
+    plt = pyplot()
     names = list(results["models"])
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 1.2]})
@@ -359,7 +328,7 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
             ax.bar(i - 0.2, pub, width=0.35, color="0.85", edgecolor="0.5", label="published" if i == 0 else None)
             ax.annotate(f"{pub:.2f}", (i - 0.2, pub), ha="center", va="bottom", fontsize=8, color="0.3")
         err = np.asarray(m["test_error"])
-        mu, sd = _mean_std(err)
+        mu, sd = mean_std(err)
         ax.bar(i + 0.2, mu, width=0.35, color=c, alpha=0.35, label="ours, mean ± std" if i == 0 else None)
         if not math.isnan(sd):
             ax.errorbar(i + 0.2, mu, yerr=sd, color="k", capsize=3, lw=1, zorder=4)
@@ -382,20 +351,22 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     ax.set_xticklabels([f"{n}\n{results['models'][n]['epochs']} ep." for n in names], fontsize=8)
     ax.set_ylabel("test error (%)")
     ax.set_ylim(0, 1.15 * top)
+    chance_line(ax, CHANCE_ERROR)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_outside(ax, below=True, ncol=3)
     ax.set_title("MNIST-rot (regenerated): ours vs published", fontsize=10)
     mon = results.get("protocol", {}).get("monitor")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("error (%)")
     ax2.set_yscale("log")
+    chance_line(ax2, CHANCE_ERROR)
     ax2.yaxis.set_major_formatter(ScalarFormatter())
     ax2.yaxis.set_minor_formatter(ScalarFormatter())
     ax2.tick_params(axis="y", which="minor", labelsize=7)
     ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.grid(alpha=0.3, which="both")
-    ax2.legend(fontsize=8)
+    legend_outside(ax2)
     ax2.set_title((f"solid: {mon}; " if mon else "") + "dashed: training batches; dotted: published",
                   fontsize=9)
     fig.tight_layout()
-    return save_figure(fig, stem, table(results))
+    return save_figure(fig, stem, table(results), results)

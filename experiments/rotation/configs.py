@@ -5,35 +5,37 @@ rotation angle on the first 2,000 test digits (72 angles x 2,000 = 144,000 evalu
 model): the full protocol (all 60k / 10k, more epochs) is ``full``, for a longer run or a GPU.
 """
 
+from __future__ import annotations
 
-def default() -> dict:
-    return {
-        "seed": 0,
-        "n_train": 30_000,          # upright MNIST training digits
-        "n_test": 2_000,            # test digits, each evaluated at every angle
-        "angle_step_degrees": 5,
-        "batch_size": 128,
-        "learning_rate": 1e-3,
-        # model name -> epochs (Adam, constant learning rate)
-        "models": {"Z2CNN": 3, "Z2CNN + rotation augmentation": 5, "P4CNN": 3, "C8 G-CNN": 3},
-    }
+import dataclasses
+
+from experiments.common import ExperimentConfig, ModelSpec
+
+MODELS = ("Z2CNN", "Z2CNN + rotation augmentation", "P4CNN", "C8 G-CNN")
 
 
-def full() -> dict:
-    return {**default(), "n_train": 60_000, "n_test": 10_000,
-            "models": {"Z2CNN": 10, "Z2CNN + rotation augmentation": 20, "P4CNN": 10, "C8 G-CNN": 10}}
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(ExperimentConfig):
+    n_train: int                # upright MNIST training digits
+    n_test: int                 # test digits, each evaluated at every angle
+    angle_step_degrees: int     # the sweep: 0, step, 2 step, ... < 360
+    batch_size: int
+    learning_rate: float        # Adam, constant
+    models: dict[str, ModelSpec]  # model name (one of MODELS) -> how it is trained
+
+    def validate(self) -> None:
+        self.require_positive("n_train", "n_test", "angle_step_degrees", "batch_size")
+        self.require_names("models", MODELS)
 
 
-def smoke() -> dict:
-    return {
-        "seed": 0,
-        "n_train": 256,
-        "n_test": 64,
-        "angle_step_degrees": 45,
-        "batch_size": 64,
-        "learning_rate": 1e-3,
-        "models": {"Z2CNN": 1, "Z2CNN + rotation augmentation": 1, "P4CNN": 1, "C8 G-CNN": 1},
-    }
+def _epochs(*epochs: int) -> dict[str, ModelSpec]:
+    return {name: ModelSpec(epochs=e) for name, e in zip(MODELS, epochs, strict=True)}
 
 
-CONFIGS = {"default": default, "full": full, "smoke": smoke}
+DEFAULT = Config(name="default", seed=0, n_train=30_000, n_test=2_000, angle_step_degrees=5, batch_size=128,
+                 learning_rate=1e-3, models=_epochs(3, 5, 3, 3))
+FULL = dataclasses.replace(DEFAULT, name="full", n_train=60_000, n_test=10_000, models=_epochs(10, 20, 10, 10))
+SMOKE = Config(name="smoke", seed=0, n_train=256, n_test=64, angle_step_degrees=45, batch_size=64,
+               learning_rate=1e-3, models=_epochs(1, 1, 1, 1))
+
+CONFIGS = {"default": DEFAULT, "full": FULL, "smoke": SMOKE}

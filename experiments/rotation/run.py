@@ -5,6 +5,9 @@ Every model is trained on upright MNIST digits only and tested on the test digit
 architectures, ``equilib.models``): Z2CNN (plain), Z2CNN trained with random rotations
 U[0, 360), P4CNN (C4: exactly invariant to quarter turns), and a C8 G-CNN (band-limited kernels:
 exact at quarter turns, approximately invariant at 45 degrees).
+
+``results.json``: ``{"angles": [degrees], "models": {name: {"accuracy": [per angle], "params",
+"epochs", "train_seconds", "train_accuracy"}}}``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ import pathlib
 
 import numpy as np
 
-MODELS = ("Z2CNN", "Z2CNN + rotation augmentation", "P4CNN", "C8 G-CNN")
+from experiments.common import MNIST_CHANCE_PERCENT, chance_line, legend_outside, pyplot, save_figure
+from experiments.rotation.configs import MODELS, Config
+
+RESULT_KEYS = ("angles", "models")
+TABLE_ANGLES = (0, 45, 90, 135, 180, 225, 270, 315)  # the figure's ticks
 
 
 def _model_fn(name: str):
@@ -30,55 +37,49 @@ def _model_fn(name: str):
     raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
 
 
-def run(config: dict, workdir: pathlib.Path) -> dict:
-    import jax.numpy as jnp
-
-    from equilib.functional import rotate
-    from equilib.training import TrainConfig, count_params, evaluate, fit
-    from equilib.transforms import RandomRotation, apply_batch
+def run(config: Config, workdir: pathlib.Path) -> dict:
+    from equilib.transforms import Normalize, RandomRotation, normalized_augment
     from experiments.common import load_mnist
 
-    data = load_mnist(config["n_train"], config["n_test"])
+    data = load_mnist(config.n_train, config.n_test)
     x_train, y_train = data["train"]
-    x_test, y_test = data["test"]
     # one global mean/std over all pixels keeps the normalisation rotation-invariant
-    mean, std = float(x_train.mean()), float(x_train.std())
-
-    def normalize(x):
-        return (x - mean) / std
-
-    rotation = RandomRotation()
-
-    def augment(key, x):  # rotate the raw digits (zero fill = background), then normalise
-        return normalize(apply_batch(rotation, key, x * std + mean))
-
-    angles = list(range(0, 360, config["angle_step_degrees"]))
-    results = {"angles": angles, "models": {}}
-    for name, epochs in config["models"].items():
-        cfg = TrainConfig(epochs=epochs, batch_size=config["batch_size"], learning_rate=config["learning_rate"],
-                          seed=config["seed"])
-        fitted = fit(_model_fn(name), (normalize(x_train), y_train), cfg,
-                     workdir=workdir / name.replace(" ", "_").replace("+", "plus"),
-                     augment=augment if "augmentation" in name else None)
-        sweep = evaluate(fitted.model, x_test, y_test, batch_size=1000,
-                         transform=lambda x, a: normalize(rotate(x, a * (math.pi / 180), axes=(1, 2))),
-                         params=[jnp.float32(a) for a in angles])
-        acc = [r["accuracy"] for r in sweep]
-        results["models"][name] = {
-            "accuracy": acc, "params": count_params(fitted.model), "epochs": epochs,
-            "train_seconds": sum(h["epoch_seconds"] for h in fitted.history),
-            "train_accuracy": fitted.history[-1]["train_accuracy"],
-        }
-        print(f"{name}: {count_params(fitted.model):,} params, accuracy at 0/45/90 deg "
-              f"{acc[0]:.4f}/{acc[angles.index(45)] if 45 in angles else float('nan'):.4f}/"
-              f"{acc[angles.index(90)]:.4f}, min {min(acc):.4f}", flush=True)
+    normalize = Normalize.fit(x_train)
+    augment = normalized_augment(RandomRotation(), normalize)
+    angles = list(range(0, 360, config.angle_step_degrees))
+    results: dict = {"angles": angles, "models": {}}
+    for name, spec in config.models.items():
+        results["models"][name] = _train_and_sweep(
+            name, spec.train_config(config, seed=config.seed), (normalize(x_train), y_train), data["test"],
+            normalize, angles, workdir=workdir / name.replace(" ", "_").replace("+", "plus"),
+            augment=augment if "augmentation" in name else None)
     return results
 
 
+def _train_and_sweep(name, train_config, train, test, normalize, angles, *, workdir, augment) -> dict:
+    """Train one model, then its accuracy on the test digits rotated by each angle."""
+    import jax.numpy as jnp
+
+    from equilib.functional import rotate
+    from equilib.training import count_params, evaluate, fit
+
+    fitted = fit(_model_fn(name), train, train_config, workdir=workdir, augment=augment)
+    sweep = evaluate(fitted.model, *test, batch_size=1000,
+                     transform=lambda x, a: normalize(rotate(x, a * (math.pi / 180), axes=(1, 2))),
+                     params=[jnp.float32(a) for a in angles])
+    acc = [r["accuracy"] for r in sweep]
+    print(f"{name}: {count_params(fitted.model):,} params, accuracy at 0/45/90 deg "
+          f"{acc[0]:.4f}/{acc[angles.index(45)] if 45 in angles else float('nan'):.4f}/"
+          f"{acc[angles.index(90)]:.4f}, min {min(acc):.4f}", flush=True)
+    return {"accuracy": acc, "params": count_params(fitted.model), "epochs": train_config.epochs,
+            "train_seconds": sum(h["epoch_seconds"] for h in fitted.history),
+            "train_accuracy": fitted.history[-1]["train_accuracy"]}
+
+
 def table(results: dict) -> str:
-    """A markdown table: accuracy (%) at selected angles, the minimum over all angles."""
+    """A markdown table: accuracy (%) at the figure's angles, the minimum over all angles."""
     angles = results["angles"]
-    cols = [a for a in (0, 45, 90, 135, 180, 270) if a in angles]
+    cols = [a for a in TABLE_ANGLES if a in angles]
     lines = ["| model | params | " + " | ".join(f"{a} deg" for a in cols) + " | min over angles | train s |",
              "|---|---:|" + "---:|" * (len(cols) + 2)]
     for name, m in results["models"].items():
@@ -89,13 +90,7 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from experiments.common import save_figure
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, m in results["models"].items():
         ax.plot(results["angles"], 100 * np.asarray(m["accuracy"]), marker="o", ms=2.5, label=name)
@@ -104,7 +99,8 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     ax.set_xticks(range(0, 361, 45))
     ax.set_xlim(0, 360)
     ax.set_ylim(0, 100)
+    chance_line(ax, MNIST_CHANCE_PERCENT)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    legend_outside(ax)
     ax.set_title("Trained on upright MNIST, tested rotated")
-    return save_figure(fig, stem, table(results))
+    return save_figure(fig, stem, table(results), results)

@@ -1,5 +1,4 @@
-"""Configs of the MNIST-scale experiment (SESN recipe; see ``run.py`` and
-``../shared/reference/benchmarks.md``).
+"""Configs of the MNIST-scale experiment (SESN recipe; see ``run.py``).
 
 ``default`` fits the README's budget (about 15-20 minutes on 2 shared CPU cores): 2
 realisations (seeds 0, 1), all 10,000 training digits, 5 epochs per model (Adam lr 0.01, x0.1
@@ -39,66 +38,94 @@ im2col path ``"auto"`` picks for these shapes, for both the CNN and the SESN, on
 development machine; it changes the speed only (the same function to float rounding).
 """
 
-_SESN_DEFAULT = {
-    "channels": [16, 32, 64],           # ScaleLiftingConv (28x28), ScaleConv (14x14), ScaleConv1x1 (7x7)
-    "scales": [1.0, 2 ** 0.5, 2.0],     # 3 scales, ratio sqrt(2)
-    "sigma": 1.0,                       # envelope width at scale 1 (px): 11x11 kernels
-    "max_order": 4,                     # Hermite orders n + m <= 4: 15 basis functions
-    "scale_size": 1,                    # no mixing between scales (SESN's "scalar" variant)
-    "hidden": 0,                        # head: linear (no hidden layer, no dropout)
-    "dropout": 0.0,
-}
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from experiments.common import ExperimentConfig, ModelSpec, Schema
+
+MODELS = ("CNN", "CNN + scale augmentation", "SESN")
 
 
-def default() -> dict:
-    return {
-        "seed": 0,
-        "realisations": [0, 1],          # mnist_scale seeds (the paper: 0..5)
-        "n_train": 10_000,               # of the 10,000 training digits of a realisation
-        "n_val": 2_000,                  # monitored each epoch (not used for model selection); 0: none
-        "n_test": 10_000,                # of the 50,000 test digits
-        "n_sweep": 500,                  # upright test digits per test-time scale factor
-        "sweep_factors": [round(0.3 + 0.1 * i, 1) for i in range(13)],  # 0.3 .. 1.5
-        "batch_size": 128,
-        "learning_rate": 0.01,           # Adam, as SESN
-        "lr_decay_at": [0.6, 0.8],       # x0.1 after these fractions of the epochs (SESN: 1/3, 2/3 of 60)
-        "conv_impl": "xla",
-        # CNN + scale augmentation: every training digit rescaled again by a factor log-uniform in
-        # [2/3, 3/2] (bicubic, zero fill): sizes 0.2..1.5 of the original digit
-        "augmentation": {"min_factor": 2 / 3, "max_factor": 1.5, "log_uniform": True},
-        "cnn": {"channels": [5, 10, 20], "kernel_size": 7, "hidden": 0, "dropout": 0.0},
-        "sesn": dict(_SESN_DEFAULT),
-        # model name -> epochs
-        "models": {"CNN": 5, "CNN + scale augmentation": 5, "SESN": 5},
-    }
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Augmentation(Schema):
+    """Every training digit rescaled again by a factor in [min_factor, max_factor] (bicubic, zero fill)."""
+
+    min_factor: float
+    max_factor: float
+    log_uniform: bool
 
 
-def full() -> dict:
-    return {
-        **default(),
-        "realisations": [0, 1, 2, 3, 4, 5],
-        "n_test": 50_000,
-        "n_sweep": 10_000,
-        "lr_decay_at": [1 / 3, 2 / 3],   # after epochs 20 and 40 of 60
-        "cnn": {"channels": [32, 63, 95], "kernel_size": 7, "hidden": 256, "dropout": 0.7},
-        "sesn": {**_SESN_DEFAULT, "channels": [64, 232, 384], "scales": [2 ** (k / 3) for k in range(4)],
-                 "hidden": 256, "dropout": 0.7},
-        "models": {"CNN": 60, "CNN + scale augmentation": 60, "SESN": 60},
-    }
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CNN(Schema):
+    channels: tuple[int, ...]           # three 7x7 convolutions
+    kernel_size: int
+    hidden: int = 0                     # head: 0 = linear; else Linear(hidden) -> ReLU -> Dropout -> Linear
+    dropout: float = 0.0
 
 
-def smoke() -> dict:
-    return {
-        **default(),
-        "realisations": [0],
-        "n_train": 256,
-        "n_val": 0,                      # no per-epoch validation (saves a compile per model)
-        "n_test": 256,
-        "n_sweep": 64,
-        "sweep_factors": [0.5, 1.0, 1.5],
-        "batch_size": 64,
-        "models": {"CNN": 1, "CNN + scale augmentation": 1, "SESN": 1},
-    }
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SESN(Schema):
+    channels: tuple[int, ...]           # ScaleLiftingConv (28x28), ScaleConv (14x14), ScaleConv1x1 (7x7)
+    scales: tuple[float, ...]
+    sigma: float                        # envelope width at scale 1 (px)
+    max_order: int                      # Hermite orders n + m <= max_order
+    scale_size: int                     # 1: no mixing between scales (SESN's "scalar" variant)
+    hidden: int = 0
+    dropout: float = 0.0
 
 
-CONFIGS = {"default": default, "full": full, "smoke": smoke}
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(ExperimentConfig):
+    # seed: parameters are initialised and batches drawn from seed + realisation
+    realisations: tuple[int, ...]       # mnist_scale seeds (the paper: 0..5)
+    n_train: int                        # of the 10,000 training digits of a realisation
+    n_val: int                          # monitored each epoch (not used for model selection); 0: none
+    n_test: int                         # of the 50,000 test digits
+    n_sweep: int                        # upright test digits per test-time scale factor
+    sweep_factors: tuple[float, ...]
+    batch_size: int
+    learning_rate: float                # Adam, as SESN
+    lr_decay_at: tuple[float, ...]      # x0.1 after these fractions of the epochs
+    conv_impl: Literal["auto", "xla", "im2col"] | None  # EQUILIB_CONV_IMPL for the run; None: the library's
+    augmentation: Augmentation          # of "CNN + scale augmentation"
+    cnn: CNN                            # the sizes of both CNNs
+    sesn: SESN
+    models: dict[str, ModelSpec]        # model name (one of MODELS) -> how it is trained
+
+    def validate(self) -> None:
+        self.require_positive("n_train", "n_test", "n_sweep", "batch_size")
+        if self.n_val < 0:
+            raise ValueError(f"`n_val` must be >= 0, got {self.n_val}")
+        if not self.realisations or not self.sweep_factors:
+            raise ValueError("`realisations` and `sweep_factors` must each hold at least one value")
+        self.require_names("models", MODELS)
+
+
+def _epochs(epochs: int) -> dict[str, ModelSpec]:
+    return {name: ModelSpec(epochs=epochs) for name in MODELS}
+
+
+_SESN_DEFAULT = SESN(channels=(16, 32, 64), scales=(1.0, 2 ** 0.5, 2.0), sigma=1.0, max_order=4, scale_size=1)
+
+DEFAULT = Config(
+    name="default", seed=0, realisations=(0, 1), n_train=10_000, n_val=2_000, n_test=10_000, n_sweep=500,
+    sweep_factors=tuple(round(0.3 + 0.1 * i, 1) for i in range(13)),  # 0.3 .. 1.5
+    batch_size=128, learning_rate=0.01, lr_decay_at=(0.6, 0.8), conv_impl="xla",
+    # sizes 0.2..1.5 of the original digit
+    augmentation=Augmentation(min_factor=2 / 3, max_factor=1.5, log_uniform=True),
+    cnn=CNN(channels=(5, 10, 20), kernel_size=7), sesn=_SESN_DEFAULT, models=_epochs(5))
+FULL = dataclasses.replace(
+    DEFAULT, name="full", realisations=(0, 1, 2, 3, 4, 5), n_test=50_000, n_sweep=10_000,
+    lr_decay_at=(1 / 3, 2 / 3),  # after epochs 20 and 40 of 60
+    cnn=CNN(channels=(32, 63, 95), kernel_size=7, hidden=256, dropout=0.7),
+    sesn=dataclasses.replace(_SESN_DEFAULT, channels=(64, 232, 384), scales=tuple(2 ** (k / 3) for k in range(4)),
+                             hidden=256, dropout=0.7),
+    models=_epochs(60))
+SMOKE = dataclasses.replace(
+    DEFAULT, name="smoke", realisations=(0,), n_train=256,
+    n_val=0,  # no per-epoch validation (saves a compile per model)
+    n_test=256, n_sweep=64, sweep_factors=(0.5, 1.0, 1.5), batch_size=64, models=_epochs(1))
+
+CONFIGS = {"default": DEFAULT, "full": FULL, "smoke": SMOKE}

@@ -39,27 +39,28 @@ import time
 
 import numpy as np
 
-MODELS = ("CNN", "CNN + scale augmentation", "SESN")
+from experiments.common import (
+    MNIST_CHANCE_PERCENT,
+    as_float_images,
+    chance_line,
+    legend_outside,
+    mean_std,
+    pyplot,
+    save_figure,
+)
+from experiments.scale.configs import MODELS, Config
+
+RESULT_KEYS = ("sweep_factors", "realisations", "published", "published_note", "models")
 
 # Published MNIST-scale test errors (%) of the SESN paper's Table 2 (Sosnovik et al. 2020), mean
-# over 6 realisations. From ../shared/reference/benchmarks.md, where they are marked "recalled, low
-# confidence": check them against the paper before publishing. Their CNN has 494,549 parameters.
+# over 6 realisations, recalled with low confidence: check them against the paper before
+# publishing. Their CNN has 494,549 parameters.
 PUBLISHED = {"CNN": 2.56, "CNN + scale augmentation": None, "SESN": 1.68}
 PUBLISHED_NOTE = ("SESN paper (Sosnovik et al. 2020), MNIST-scale 28x28, mean of 6 realisations, 60 epochs, "
                   "best-val checkpoint, CNN of 494,549 parameters; values recalled (low confidence), to be verified")
 
 
 # --- models ------------------------------------------------------------------------------------
-def _max_pool_2x2(x):
-    """2x2 / stride 2 max-pool over (H, W) of a plain or a scale map (trailing axes untouched)."""
-    import jax
-
-    shape = x.shape
-    y = x.reshape(shape[:3] + (-1,))
-    y = jax.lax.reduce_window(y, -np.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-    return y.reshape(y.shape[:3] + shape[3:])
-
-
 def _head(in_features: int, hidden: int, dropout: float, rngs, num_classes: int = 10):
     from flax import nnx
 
@@ -87,6 +88,7 @@ def make_cnn(channels, kernel_size: int, rngs, hidden: int = 0, dropout: float =
     from flax import nnx
 
     from equilib import nn
+    from equilib.functional import max_pool
 
     class CNN(nnx.Module):
         """Conv-BN-ReLU x 3 (2x2 max-pool after the first two), global max-pool, head."""
@@ -103,7 +105,7 @@ def make_cnn(channels, kernel_size: int, rngs, hidden: int = 0, dropout: float =
             for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
                 x = jax.nn.relu(bn(conv(x)))
                 if i < 2:
-                    x = _max_pool_2x2(x)
+                    x = max_pool(x)
             return self.head(x.max(axis=(1, 2)))
 
     return CNN()
@@ -120,6 +122,7 @@ def make_sesn(channels, scales, sigma: float, max_order: int, scale_size: int, r
     from flax import nnx
 
     from equilib import nn
+    from equilib.functional import max_pool
 
     class ScaleBatchNorm(nnx.Module):
         """Batch norm of a scale map (B, H, W, C, S): statistics and affine per channel, shared over
@@ -148,26 +151,35 @@ def make_sesn(channels, scales, sigma: float, max_order: int, scale_size: int, r
             self.pool = nn.ScalePool("max")
             self.head = _head(c[-1], hidden, dropout, rngs)
 
+        @staticmethod
+        def _max_pool(x):
+            """2x2 / stride 2 max-pool of a scale map (B, H, W, C, S), as the plain map (B, H, W, C*S):
+            the same result as pooling the 5-D map, and the XLA program the published numbers came
+            from (pooling the 5-D map fuses the batch norm before it differently; float rounding
+            that Adam amplifies into other smoke numbers)."""
+            b, h, w = x.shape[:3]
+            return max_pool(x.reshape(b, h, w, -1)).reshape((b, h // 2, w // 2) + x.shape[3:])
+
         def __call__(self, x):
             import jax
 
-            x = _max_pool_2x2(jax.nn.relu(self.bns[0](self.lift(x))))
-            x = _max_pool_2x2(jax.nn.relu(self.bns[1](self.conv(x))))
+            x = self._max_pool(jax.nn.relu(self.bns[0](self.lift(x))))
+            x = self._max_pool(jax.nn.relu(self.bns[1](self.conv(x))))
             x = jax.nn.relu(self.bns[2](self.mix(x)))
             return self.head(self.pool(x).max(axis=(1, 2)))
 
     return SESN()
 
 
-def model_fn(name: str, config: dict):
+def model_fn(name: str, config: Config):
     """``rngs -> model`` for one of :data:`MODELS` with the sizes of ``config``."""
     if name in ("CNN", "CNN + scale augmentation"):
-        c = config["cnn"]
-        return lambda rngs: make_cnn(c["channels"], c["kernel_size"], rngs, c.get("hidden", 0), c.get("dropout", 0.0))
+        c = config.cnn
+        return lambda rngs: make_cnn(c.channels, c.kernel_size, rngs, c.hidden, c.dropout)
     if name == "SESN":
-        s = config["sesn"]
-        return lambda rngs: make_sesn(s["channels"], s["scales"], s["sigma"], s["max_order"], s["scale_size"], rngs,
-                                      s.get("hidden", 0), s.get("dropout", 0.0))
+        s = config.sesn
+        return lambda rngs: make_sesn(s.channels, s.scales, s.sigma, s.max_order, s.scale_size, rngs, s.hidden,
+                                      s.dropout)
     raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
 
 
@@ -193,10 +205,6 @@ def upright_test_digits(seed: int, n: int, test_labels: np.ndarray):
     return pool_x[test[:n]].astype(np.float32)[..., None] / 255.0, pool_y[test[:n]].astype(np.int32)
 
 
-def _as_float(x):
-    return x.astype(np.float32)[..., None] / 255.0
-
-
 def decay_epochs(epochs: int, fractions) -> tuple[int, ...]:
     """The epochs after which the learning rate drops (x0.1): ``round(f * epochs)`` for each
     fraction, kept within 1..epochs-1. SESN: 60 epochs, fractions (1/3, 2/3) -> (20, 40)."""
@@ -204,10 +212,10 @@ def decay_epochs(epochs: int, fractions) -> tuple[int, ...]:
 
 
 # --- experiment --------------------------------------------------------------------------------
-def run(config: dict, workdir: pathlib.Path) -> dict:
+def run(config: Config, workdir: pathlib.Path) -> dict:
     old_impl = os.environ.get("EQUILIB_CONV_IMPL")
-    if config.get("conv_impl"):  # read by equilib.functional.conv2d when traced; None = library default
-        os.environ["EQUILIB_CONV_IMPL"] = config["conv_impl"]
+    if config.conv_impl:  # read by equilib.functional.conv2d when traced; None = library default
+        os.environ["EQUILIB_CONV_IMPL"] = config.conv_impl
     try:
         return _run(config, workdir)
     finally:
@@ -217,81 +225,87 @@ def run(config: dict, workdir: pathlib.Path) -> dict:
             os.environ["EQUILIB_CONV_IMPL"] = old_impl
 
 
-def _run(config: dict, workdir: pathlib.Path) -> dict:
+def _run(config: Config, workdir: pathlib.Path) -> dict:
     import warnings
 
-    import jax.numpy as jnp
-
     from equilib import ExactnessWarning
-    from equilib.data import mnist_scale
-    from equilib.functional import rescale
-    from equilib.training import TrainConfig, count_params, evaluate, fit
-    from equilib.transforms import RandomScale, apply_batch
 
     warnings.filterwarnings("ignore", category=ExactnessWarning)  # rot90 exactness is not the point here
-    aug = config["augmentation"]
-    scaling = RandomScale(aug["min_factor"], aug["max_factor"], method="bicubic", log_uniform=aug["log_uniform"])
-    factors = [float(f) for f in config["sweep_factors"]]
-    results: dict = {"sweep_factors": factors, "realisations": [int(r) for r in config["realisations"]],
+    results: dict = {"sweep_factors": [float(f) for f in config.sweep_factors],
+                     "realisations": [int(r) for r in config.realisations],
                      "published": PUBLISHED, "published_note": PUBLISHED_NOTE, "models": {}}
-    for name, epochs in config["models"].items():
-        results["models"][name] = {"epochs": epochs,
-                                   "lr_decay_epochs": list(decay_epochs(epochs, config["lr_decay_at"])),
+    for name, spec in config.models.items():
+        results["models"][name] = {"epochs": spec.epochs,
+                                   "lr_decay_epochs": list(decay_epochs(spec.epochs, config.lr_decay_at)),
                                    "test_error": [], "val_error": [], "train_accuracy": [], "sweep_accuracy": [],
                                    "epoch_seconds": [], "train_seconds": [], "eval_seconds": []}
-
     for r in results["realisations"]:
-        data = mnist_scale(r)
-        n_train, n_val, n_test = config["n_train"], config["n_val"], config["n_test"]
-        x_train, y_train = _as_float(data["train"][0][:n_train]), data["train"][1][:n_train]
-        x_val, y_val = _as_float(data["val"][0][:n_val]), data["val"][1][:n_val]
-        x_test, y_test = _as_float(data["test"][0][:n_test]), data["test"][1][:n_test]
-        x_up, y_up = upright_test_digits(r, config["n_sweep"], data["test"][1])
-        # one global mean / std: a per-pixel one would not commute with rescaling
-        mean, std = float(x_train.mean()), float(x_train.std())
-
-        def normalize(x, mean=mean, std=std):
-            return (x - mean) / std
-
-        def augment(key, x, mean=mean, std=std):  # rescale the raw digits (zero fill = background)
-            return (apply_batch(scaling, key, x * std + mean) - mean) / std
-
-        def at_scale(x, f, mean=mean, std=std):
-            return (rescale(x, f, method="bicubic", axes=(1, 2)) - mean) / std
-
-        for name, epochs in config["models"].items():
-            m = results["models"][name]
-            cfg = TrainConfig(epochs=epochs, batch_size=config["batch_size"], learning_rate=config["learning_rate"],
-                              lr_decay_epochs=tuple(m["lr_decay_epochs"]), seed=config["seed"] + r)
-            fitted = fit(model_fn(name, config), (normalize(x_train), y_train), cfg,
-                         workdir=workdir / f"r{r}_{name.replace(' + ', '_').replace(' ', '_')}",
-                         val=(normalize(x_val), y_val) if n_val else None,
-                         augment=augment if "augmentation" in name else None)
-            t0 = time.perf_counter()
-            # batches of at most 1,000 (a smaller set is not padded up to 1,000)
-            test = evaluate(fitted.model, normalize(x_test), y_test, batch_size=min(1000, n_test))
-            sweep = evaluate(fitted.model, x_up, y_up, batch_size=min(1000, len(x_up)), transform=at_scale,
-                             params=[jnp.float32(f) for f in factors])
-            m["eval_seconds"].append(time.perf_counter() - t0)
-            m["params"] = count_params(fitted.model)
-            m["test_error"].append(100.0 * (1.0 - test["accuracy"]))
-            m["val_error"].append(100.0 * (1.0 - fitted.history[-1]["val_accuracy"]) if n_val else None)
-            m["train_accuracy"].append(fitted.history[-1]["train_accuracy"])
-            m["sweep_accuracy"].append([p["accuracy"] for p in sweep])
-            m["epoch_seconds"].append([h["epoch_seconds"] for h in fitted.history])
-            m["train_seconds"].append(sum(h["epoch_seconds"] for h in fitted.history))
-            acc = m["sweep_accuracy"][-1]
-            val = f" (val {m['val_error'][-1]:.2f} %)" if n_val else ""
-            print(f"realisation {r}, {name}: {m['params']:,} params, test error {m['test_error'][-1]:.2f} %{val}, "
-                  f"sweep accuracy {100 * min(acc):.1f}..{100 * max(acc):.1f} %, "
-                  f"train {m['train_seconds'][-1]:.0f} s, eval {m['eval_seconds'][-1]:.0f} s", flush=True)
+        data = _realisation(r, config)
+        for name, spec in config.models.items():
+            _train_and_test(results["models"][name], name, spec, r, config, data,
+                            factors=results["sweep_factors"], workdir=workdir)
     return results
+
+
+def _realisation(r: int, config: Config) -> dict:
+    """The arrays of realisation ``r`` (train / val / test, the upright sweep digits, raw in
+    [0, 1]), its :class:`~equilib.transforms.Normalize` and the scale augmentation."""
+    from equilib.data import mnist_scale
+    from equilib.transforms import Normalize, RandomScale, normalized_augment
+
+    data = mnist_scale(r)
+    out = {split: (as_float_images(data[split][0][:n]), data[split][1][:n])
+           for split, n in (("train", config.n_train), ("val", config.n_val), ("test", config.n_test))}
+    out["upright"] = upright_test_digits(r, config.n_sweep, data["test"][1])
+    # one global mean / std: a per-pixel one would not commute with rescaling
+    out["normalize"] = normalize = Normalize.fit(out["train"][0])
+    aug = config.augmentation
+    scaling = RandomScale(aug.min_factor, aug.max_factor, method="bicubic", log_uniform=aug.log_uniform)
+    out["augment"] = normalized_augment(scaling, normalize)  # rescale the raw digits (zero fill = background)
+    return out
+
+
+def _train_and_test(m: dict, name: str, spec, r: int, config: Config, data: dict, *, factors, workdir) -> None:
+    """Train one model on realisation ``r``; add its test error and scale sweep to ``m``."""
+    import jax.numpy as jnp
+
+    from equilib.functional import rescale
+    from equilib.training import count_params, evaluate, fit
+
+    normalize = data["normalize"]
+    x_test, y_test = data["test"]
+    x_up, y_up = data["upright"]
+    n_val = config.n_val
+    cfg = spec.train_config(config, lr_decay_epochs=tuple(m["lr_decay_epochs"]), seed=config.seed + r)
+    fitted = fit(model_fn(name, config), (normalize(data["train"][0]), data["train"][1]), cfg,
+                 workdir=workdir / f"r{r}_{name.replace(' + ', '_').replace(' ', '_')}",
+                 val=(normalize(data["val"][0]), data["val"][1]) if n_val else None,
+                 augment=data["augment"] if "augmentation" in name else None)
+    t0 = time.perf_counter()
+    # batches of at most 1,000 (a smaller set is not padded up to 1,000)
+    test = evaluate(fitted.model, normalize(x_test), y_test, batch_size=min(1000, config.n_test))
+    sweep = evaluate(fitted.model, x_up, y_up, batch_size=min(1000, len(x_up)),
+                     transform=lambda x, f: normalize(rescale(x, f, method="bicubic", axes=(1, 2))),
+                     params=[jnp.float32(f) for f in factors])
+    m["eval_seconds"].append(time.perf_counter() - t0)
+    m["params"] = count_params(fitted.model)
+    m["test_error"].append(100.0 * (1.0 - test["accuracy"]))
+    m["val_error"].append(100.0 * (1.0 - fitted.history[-1]["val_accuracy"]) if n_val else None)
+    m["train_accuracy"].append(fitted.history[-1]["train_accuracy"])
+    m["sweep_accuracy"].append([p["accuracy"] for p in sweep])
+    m["epoch_seconds"].append([h["epoch_seconds"] for h in fitted.history])
+    m["train_seconds"].append(sum(h["epoch_seconds"] for h in fitted.history))
+    acc = m["sweep_accuracy"][-1]
+    val = f" (val {m['val_error'][-1]:.2f} %)" if n_val else ""
+    print(f"realisation {r}, {name}: {m['params']:,} params, test error {m['test_error'][-1]:.2f} %{val}, "
+          f"sweep accuracy {100 * min(acc):.1f}..{100 * max(acc):.1f} %, "
+          f"train {m['train_seconds'][-1]:.0f} s, eval {m['eval_seconds'][-1]:.0f} s", flush=True)
 
 
 # --- outputs -----------------------------------------------------------------------------------
 def _mean_std(values) -> str:
-    v = np.asarray(values, float)
-    return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
+    mu, sd = mean_std(values)
+    return f"{mu:.2f} ± {sd:.2f}" if len(values) > 1 else f"{mu:.2f}"
 
 
 def _sweep_cols(factors):
@@ -327,13 +341,7 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from experiments.common import save_figure
-
+    plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.8, 1]})
     f = np.asarray(results["sweep_factors"])
     ax.axvspan(0.3, 1.0, color="0.93", zorder=0, label="MNIST-scale training factors")
@@ -346,8 +354,9 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     ax.set_ylabel("test accuracy (%)")
     ax.set_xlim(f.min(), f.max())
     ax.set_ylim(0, 100)
+    chance_line(ax, MNIST_CHANCE_PERCENT)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower center", fontsize=8)
+    legend_outside(ax, below=True, ncol=2)
     ax.set_title("Accuracy against the test-time scale (band: min-max over realisations)", fontsize=9)
 
     names = list(results["models"])
@@ -364,8 +373,9 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     bx.set_xlim(-0.6, len(names) - 0.4)
     bx.set_ylabel("MNIST-scale test error (%)")
     bx.set_ylim(bottom=0)
+    chance_line(bx, 100 - MNIST_CHANCE_PERCENT)  # the test error of guessing
     bx.grid(alpha=0.3, axis="y")
-    bx.legend(fontsize=8)
+    legend_outside(bx, below=True)
     bx.set_title("Test error: ours vs published", fontsize=9)
     fig.tight_layout()
-    return save_figure(fig, stem, table(results))
+    return save_figure(fig, stem, table(results), results)

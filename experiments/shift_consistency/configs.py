@@ -18,29 +18,46 @@ six took ~75 s of CPU time, three ~45 s, two ~30 s.
 """
 
 
-def default() -> dict:
-    return {
-        "seed": 0,
-        "n_train": 15_000,           # the first n MNIST training digits
-        "n_test": 2_000,             # the first n test digits (accuracy and consistency)
-        "epochs": 2,                 # Adam, constant learning rate, the same for all six models
-        "batch_size": 128,
-        "learning_rate": 1e-3,
-        "width": 16,                 # plain: 16/32/32 channels; C4: 8/16/16 fields (14,794 vs 14,314 params)
-        "blur_filter_size": 3,       # MaxBlurPool's binomial filter
-        "max_shift": 3,              # APS protocol: shifts in [-3, 3) per axis
-        "consistency_batch": 100,    # one random shift pair per batch of test digits
-        "consistency_repeats": 2,    # passes over the test set, fresh pairs each time: 4,000 cases
-        "n_exact_images": 4,         # digits checked under all 28*28 circular shifts
-        "models": ["plain max-pool", "plain MaxBlurPool", "plain APS",
-                   "C4 max-pool", "C4 MaxBlurPool", "C4 APS"],
-    }
+from __future__ import annotations
+
+import dataclasses
+
+from experiments.common import ExperimentConfig
+
+GROUPS = ("plain", "C4")
+POOLS = ("max-pool", "MaxBlurPool", "APS")
+MODELS = tuple(f"{g} {p}" for g in GROUPS for p in POOLS)
 
 
-def smoke() -> dict:
-    return {**default(), "n_train": 256, "n_test": 64, "epochs": 1, "batch_size": 64,
-            "consistency_batch": 32, "consistency_repeats": 1, "n_exact_images": 1,
-            "models": ["plain max-pool", "C4 APS"]}
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(ExperimentConfig):
+    n_train: int                 # the first n MNIST training digits
+    n_test: int                  # the first n test digits (accuracy and consistency)
+    epochs: int                  # Adam, constant learning rate, the same for all the models
+    batch_size: int
+    learning_rate: float
+    width: int                   # plain: 16/32/32 channels; C4: 8/16/16 fields (14,794 vs 14,314 params)
+    blur_filter_size: int        # MaxBlurPool's binomial filter
+    max_shift: int               # APS protocol: shifts in [-max_shift, max_shift) per axis
+    consistency_batch: int       # one random shift pair per batch of test digits
+    consistency_repeats: int     # passes over the test set, fresh pairs each time
+    n_exact_images: int          # digits checked under all 28*28 circular shifts
+    models: tuple[str, ...]      # which of MODELS to train, all with the schedule above
+
+    def validate(self) -> None:
+        self.require_positive("n_train", "n_test", "epochs", "batch_size", "width", "consistency_batch",
+                              "consistency_repeats", "n_exact_images", "max_shift")
+        if self.n_exact_images > self.n_test:
+            raise ValueError(f"`n_exact_images` (={self.n_exact_images}) exceeds `n_test` (={self.n_test})")
+        self.require_names("models", MODELS)
 
 
-CONFIGS = {"default": default, "smoke": smoke}
+DEFAULT = Config(name="default", seed=0, n_train=15_000, n_test=2_000, epochs=2, batch_size=128, learning_rate=1e-3,
+                 width=16, blur_filter_size=3, max_shift=3, consistency_batch=100,
+                 consistency_repeats=2,  # 4,000 cases
+                 n_exact_images=4, models=MODELS)
+SMOKE = dataclasses.replace(DEFAULT, name="smoke", n_train=256, n_test=64, epochs=1, batch_size=64,
+                            consistency_batch=32, consistency_repeats=1, n_exact_images=1,
+                            models=("plain max-pool", "C4 APS"))
+
+CONFIGS = {"default": DEFAULT, "smoke": SMOKE}

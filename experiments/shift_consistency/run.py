@@ -39,9 +39,10 @@ import jax
 import numpy as np
 from flax import nnx
 
-GROUPS = ("plain", "C4")
-POOLS = ("max-pool", "MaxBlurPool", "APS")
-MODELS = tuple(f"{g} {p}" for g in GROUPS for p in POOLS)
+from experiments.common import MNIST_CHANCE_PERCENT, chance_line, legend_outside, pyplot, save_figure
+from experiments.shift_consistency.configs import GROUPS, MODELS, POOLS, Config
+
+RESULT_KEYS = ("models", "protocol", "stride_product", "checks")
 STRIDE_PRODUCT = 4  # two stride-2 stages: every model is exactly invariant to shifts by multiples of 4
 ZERO_FLOOR = 1e-9   # exact zeros are drawn at this height on log axes
 
@@ -149,14 +150,14 @@ def _logits_fn(model, batch_size: int):
     return logits
 
 
-def _consistency(logits, x, config: dict) -> dict:
+def _consistency(logits, x, config: Config) -> dict:
     """The APS protocol: one random pair of circular shifts per batch of test digits."""
     from equilib.metrics import shift_consistency
 
-    cb, ms = config["consistency_batch"], config["max_shift"]
-    rng = np.random.default_rng(config["seed"] + 1)  # the same pairs for every model
+    cb, ms = config.consistency_batch, config.max_shift
+    rng = np.random.default_rng(config.seed + 1)  # the same pairs for every model
     agree = cases = 0.0
-    for _ in range(config["consistency_repeats"]):
+    for _ in range(config.consistency_repeats):
         for j in range(0, len(x), cb):
             chunk = x[j:j + cb]
             pair = rng.integers(-ms, ms, size=(1, 2, 2))
@@ -186,137 +187,117 @@ def _rot90_change(logits, xs) -> float:
     return float(np.max(np.linalg.norm(lg[1:] - lg[:1], axis=-1) / np.linalg.norm(lg[0], axis=-1)))
 
 
-def _check_architectures(config: dict, image_shape) -> None:
+def _check_architectures(config: Config, image_shape) -> None:
     """Build and trace (no compile) all six networks on the configured ``width``, so that a bad
     config fails before any training, and a smoke run that trains a subset still traces every
     architecture."""
-    import jax.numpy as jnp
-
-    for name in MODELS:
-        model = ShiftNet(name, config["width"], config["blur_filter_size"], rngs=nnx.Rngs(0))
-        model.eval()
-        graphdef, state = nnx.split(model)
-        out = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state,
-                             jax.ShapeDtypeStruct((2,) + tuple(image_shape), jnp.float32))
-        if out.shape != (2, 10):
-            raise RuntimeError(f"{name}: expected logits of shape (2, 10), got {out.shape}")
-
-
-def run(config: dict, workdir: pathlib.Path) -> dict:
     import warnings
 
-    from flax import nnx
+    import jax.numpy as jnp
 
     from equilib import ExactnessWarning
-    from equilib.training import TrainConfig, count_params, fit
-    from experiments.common import load_mnist
 
-    for key in ("n_train", "n_test", "epochs", "batch_size", "width", "consistency_batch",
-                "consistency_repeats", "n_exact_images", "max_shift"):
-        v = config.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"config[{key!r}] must be a positive integer, got {v!r}")
-    if config["n_exact_images"] > config["n_test"]:
-        raise ValueError(f"config['n_exact_images'] (={config['n_exact_images']}) exceeds config['n_test'] "
-                         f"(={config['n_test']})")
-    models = list(config.get("models", MODELS))
-    if not models or len(set(models)) != len(models):
-        raise ValueError(f"config['models'] must be a non-empty list of distinct names from {MODELS}, "
-                         f"got {config.get('models')!r}")
-    for name in models:
-        _parse(name)
-
-    data = load_mnist(config["n_train"], config["n_test"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExactnessWarning)
-        _check_architectures(config, data["test"][0].shape[1:])
+        for name in MODELS:
+            model = ShiftNet(name, config.width, config.blur_filter_size, rngs=nnx.Rngs(0))
+            model.eval()
+            graphdef, state = nnx.split(model)
+            out = jax.eval_shape(lambda s, x, g=graphdef: nnx.merge(g, s)(x), state,
+                                 jax.ShapeDtypeStruct((2,) + tuple(image_shape), jnp.float32))
+            if out.shape != (2, 10):
+                raise RuntimeError(f"{name}: expected logits of shape (2, 10), got {out.shape}")
+
+
+def run(config: Config, workdir: pathlib.Path) -> dict:
+    import warnings
+
+    from equilib import ExactnessWarning
+    from equilib.transforms import Normalize
+    from experiments.common import load_mnist
+
+    data = load_mnist(config.n_train, config.n_test)
+    _check_architectures(config, data["test"][0].shape[1:])
     x_train, y_train = data["train"]
     x_test, y_test = data["test"]
     # one global mean/std: a scalar affine map, which commutes with shifts and rotations
-    mean, std = float(x_train.mean()), float(x_train.std())
-    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-    x_exact = x_test[:config["n_exact_images"]]
-
-    results: dict = {
-        "models": {},
-        "protocol": {
-            "dataset": f"MNIST 28x28: the first {len(x_train)} training and {len(x_test)} test digits, "
-                       f"normalised with one global mean/std",
-            "architecture": "circular 5x5 / 3x3 / 3x3 convolutions with batch norm and ReLU, the downsampling "
-                            "after the first two, global mean (over space and the group axis), linear; plain "
-                            f"{config['width']}/{2 * config['width']}/{2 * config['width']} channels, C4 "
-                            f"{config['width'] // 2}/{config['width']}/{config['width']} fields (LiftingConv + "
-                            "GroupConv over Cyclic(4)); max-pool = 2x2 stride 2; MaxBlurPool = circular 2x2 max "
-                            f"stride 1 + binomial blur {config['blur_filter_size']} stride 2; APS = circular 2x2 max "
-                            "stride 1 + APSPool (l2)",
-            "training": f"equilib.training.fit, Adam lr {config['learning_rate']}, batch {config['batch_size']}, "
-                        f"{config['epochs']} epoch(s), seed {config['seed']}, no augmentation, same for all models",
-            "consistency": f"APS protocol (Chaman & Dokmanic 2021, evaluate_circular): batches of "
-                           f"{config['consistency_batch']} test digits, one random pair of circular shifts per "
-                           f"batch, each component uniform in [-{config['max_shift']}, {config['max_shift']}) "
-                           f"(numpy default_rng(seed + 1), the same pairs for every model), "
-                           f"{config['consistency_repeats']} pass(es) over the test set; % of cases whose top-1 "
-                           f"class agrees under both shifts (equilib.metrics.shift_consistency, mode 'circular')",
-            "max_logit_change": f"max over the first {len(x_exact)} test digits and all "
-                                f"{x_test.shape[1] * x_test.shape[2]} circular shifts "
-                                f"of |l(roll(x)) - l(x)| / |l(x)| (logit vectors, float64 norms of float32 logits)",
-            "rot90_logit_change": "the same relative change under rotations of the digits by 90, 180, 270 degrees",
-        },
-    }
+    normalize = Normalize.fit(x_train)
+    x_train, x_test = normalize(x_train), normalize(x_test)
+    x_exact = x_test[:config.n_exact_images]
+    results: dict = {"models": {}, "protocol": _protocol(config, len(x_train), x_test.shape, len(x_exact))}
     with warnings.catch_warnings():
         # MaxBlurPool and the stride-1 max before APS sample asymmetrically on even sizes, which
         # the layers report as inexact rot90 equivariance; we measure that directly instead (4.)
         warnings.simplefilter("ignore", ExactnessWarning)
-        for name in models:
-            def model_fn(rngs, name=name):
-                return ShiftNet(name, config["width"], config["blur_filter_size"], rngs=rngs)
-
-            # 3. at initialisation (same initial weights fit uses: Rngs(params=seed, dropout=seed + 1))
-            init_model = model_fn(nnx.Rngs(params=config["seed"], dropout=config["seed"] + 1))
-            init_change = _all_shift_changes(_logits_fn(init_model, 2 * config["consistency_batch"]), x_exact)
-
-            cfg = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"],
-                              learning_rate=config["learning_rate"], seed=config["seed"])
-            fitted = fit(model_fn, (x_train, y_train), cfg, workdir=workdir / name.replace(" ", "_"))
-            model = fitted.model
-            logits = _logits_fn(model, 2 * config["consistency_batch"])
-
-            # 1. accuracy
-            test_logits = logits(x_test)
-            accuracy = float(np.mean(np.argmax(test_logits, -1) == y_test))
-            # 2. consistency (APS protocol)
-            cons = _consistency(logits, x_test, config)
-            # 3. all circular shifts
-            change = _all_shift_changes(logits, x_exact)
-            by_shift = change.max(axis=0)
-            multiples = by_shift[::STRIDE_PRODUCT, ::STRIDE_PRODUCT]
-            # 4. rotations by multiples of 90 degrees
-            rot = _rot90_change(logits, x_exact)
-
-            results["models"][name] = {
-                "group": _parse(name)[0], "pool": _parse(name)[1],
-                "params": count_params(model),
-                "accuracy": accuracy,
-                **cons,
-                "max_logit_change": float(change.max()),
-                "max_logit_change_stride_multiples": float(multiples.max()),
-                "max_logit_change_init": float(init_change.max()),
-                "logit_change_by_shift": by_shift.tolist(),  # [dy][dx], max over the digits
-                "max_rot90_logit_change": rot,
-                "train_seconds": sum(h["epoch_seconds"] for h in fitted.history),
-                "train_accuracy": fitted.history[-1]["train_accuracy"] if fitted.history else None,
-            }
-            m = results["models"][name]
-            print(f"{name}: {m['params']:,} params, accuracy {100 * accuracy:.2f} %, shift consistency "
-                  f"{m['shift_consistency']:.2f} % ({m['consistency_cases']} cases), max logit change over all "
-                  f"shifts {m['max_logit_change']:.1e} (multiples of {STRIDE_PRODUCT}: "
-                  f"{m['max_logit_change_stride_multiples']:.1e}, at init {m['max_logit_change_init']:.1e}), "
-                  f"rot90 {rot:.1e}, trained in {m['train_seconds']:.0f} s", flush=True)
+        for name in config.models:
+            results["models"][name] = _measure(name, config, (x_train, y_train), (x_test, y_test), x_exact,
+                                               workdir=workdir / name.replace(" ", "_"))
     results["stride_product"] = STRIDE_PRODUCT
     results["checks"] = _checks(results["models"])
     for c in results["checks"]:
         print(("ok: " if c["passed"] else "CHECK FAILED: ") + c["claim"], flush=True)
     return results
+
+
+def _measure(name: str, config: Config, train, test, x_exact, *, workdir) -> dict:
+    """Train the network ``name``; its accuracy, consistency, and logit changes under every
+    circular shift (trained and at initialisation) and under quarter turns."""
+    from equilib.training import TrainConfig, count_params, fit
+
+    def model_fn(rngs):
+        return ShiftNet(name, config.width, config.blur_filter_size, rngs=rngs)
+
+    # 3. at initialisation (same initial weights fit uses: Rngs(params=seed, dropout=seed + 1))
+    init_model = model_fn(nnx.Rngs(params=config.seed, dropout=config.seed + 1))
+    init_change = _all_shift_changes(_logits_fn(init_model, 2 * config.consistency_batch), x_exact)
+    cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                      seed=config.seed)
+    fitted = fit(model_fn, train, cfg, workdir=workdir)
+    logits = _logits_fn(fitted.model, 2 * config.consistency_batch)
+    accuracy = float(np.mean(np.argmax(logits(test[0]), -1) == test[1]))  # 1.
+    cons = _consistency(logits, test[0], config)  # 2. the APS protocol
+    by_shift = _all_shift_changes(logits, x_exact).max(axis=0)  # 3. all circular shifts
+    rot = _rot90_change(logits, x_exact)  # 4. rotations by multiples of 90 degrees
+    m = {"group": _parse(name)[0], "pool": _parse(name)[1], "params": count_params(fitted.model),
+         "accuracy": accuracy, **cons, "max_logit_change": float(by_shift.max()),
+         "max_logit_change_stride_multiples": float(by_shift[::STRIDE_PRODUCT, ::STRIDE_PRODUCT].max()),
+         "max_logit_change_init": float(init_change.max()),
+         "logit_change_by_shift": by_shift.tolist(),  # [dy][dx], max over the digits
+         "max_rot90_logit_change": rot,
+         "train_seconds": sum(h["epoch_seconds"] for h in fitted.history),
+         "train_accuracy": fitted.history[-1]["train_accuracy"] if fitted.history else None}
+    print(f"{name}: {m['params']:,} params, accuracy {100 * accuracy:.2f} %, shift consistency "
+          f"{m['shift_consistency']:.2f} % ({m['consistency_cases']} cases), max logit change over all "
+          f"shifts {m['max_logit_change']:.1e} (multiples of {STRIDE_PRODUCT}: "
+          f"{m['max_logit_change_stride_multiples']:.1e}, at init {m['max_logit_change_init']:.1e}), "
+          f"rot90 {rot:.1e}, trained in {m['train_seconds']:.0f} s", flush=True)
+    return m
+
+
+def _protocol(config: Config, n_train: int, test_shape, n_exact: int) -> dict:
+    w, mx = config.width, config.max_shift
+    return {
+        "dataset": f"MNIST 28x28: the first {n_train} training and {test_shape[0]} test digits, "
+                   f"normalised with one global mean/std",
+        "architecture": "circular 5x5 / 3x3 / 3x3 convolutions with batch norm and ReLU, the downsampling "
+                        "after the first two, global mean (over space and the group axis), linear; plain "
+                        f"{w}/{2 * w}/{2 * w} channels, C4 {w // 2}/{w}/{w} fields (LiftingConv + "
+                        "GroupConv over Cyclic(4)); max-pool = 2x2 stride 2; MaxBlurPool = circular 2x2 max "
+                        f"stride 1 + binomial blur {config.blur_filter_size} stride 2; APS = circular 2x2 max "
+                        "stride 1 + APSPool (l2)",
+        "training": f"equilib.training.fit, Adam lr {config.learning_rate}, batch {config.batch_size}, "
+                    f"{config.epochs} epoch(s), seed {config.seed}, no augmentation, same for all models",
+        "consistency": f"APS protocol (Chaman & Dokmanic 2021, evaluate_circular): batches of "
+                       f"{config.consistency_batch} test digits, one random pair of circular shifts per "
+                       f"batch, each component uniform in [-{mx}, {mx}) "
+                       f"(numpy default_rng(seed + 1), the same pairs for every model), "
+                       f"{config.consistency_repeats} pass(es) over the test set; % of cases whose top-1 "
+                       f"class agrees under both shifts (equilib.metrics.shift_consistency, mode 'circular')",
+        "max_logit_change": f"max over the first {n_exact} test digits and all "
+                            f"{test_shape[1] * test_shape[2]} circular shifts "
+                            f"of |l(roll(x)) - l(x)| / |l(x)| (logit vectors, float64 norms of float32 logits)",
+        "rot90_logit_change": "the same relative change under rotations of the digits by 90, 180, 270 degrees",
+    }
 
 
 EXACT_TOL = 1e-5  # relative logit change that counts as exact (float32 rounding is ~1e-7)
@@ -397,13 +378,7 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     """Four panels: accuracy, consistency (bars), max logit change over all shifts (log bars,
     trained and at initialisation), logit change vs horizontal shift (log); writes ``stem.md``
     with :func:`table`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from experiments.common import save_figure
-
+    plt = pyplot()
     models = results["models"]
     names = list(models)
     colors = {"max-pool": "tab:red", "MaxBlurPool": "tab:orange", "APS": "tab:green"}
@@ -424,6 +399,7 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     acc = [100 * models[n]["accuracy"] for n in names]
     bars(axes[0], acc, lambda v: f"{v:.2f}")
     axes[0].set(ylabel="test accuracy (%)", title="Accuracy", ylim=(max(0.0, min(acc) - 10), 102))
+    chance_line(axes[0], MNIST_CHANCE_PERCENT)
 
     cons = [models[n]["shift_consistency"] for n in names]
     bars(axes[1], cons, lambda v: f"{v:.2f}")
@@ -441,7 +417,6 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     axes[2].set_yscale("log")
     axes[2].set_xticks(xpos, names, rotation=35, ha="right", fontsize=8)
     axes[2].set(ylabel="max relative logit change", title="All 784 circular shifts")
-    axes[2].legend(fontsize=7)
 
     for n, c in zip(names, col):
         m = models[n]
@@ -451,10 +426,11 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     axes[3].set_yscale("log")
     axes[3].set(xlabel="horizontal circular shift dx (px), dy = 0",
                 ylabel="max relative logit change", title="Logit change vs shift")
-    axes[3].legend(fontsize=6, ncol=2)
+    legend_outside(axes[3], fontsize=6)
     for ax in axes:
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.text(0.5, 0.01, f"colour: downsampling; plain = solid line / no hatch, C4 = dashed line / hatched; "
+             "logit change: dark bars trained, light bars at initialisation; "
              f"exact zeros (bit-identical logits) drawn at {ZERO_FLOOR:.0e}", ha="center", fontsize=8)
-    return save_figure(fig, stem, table(results))
+    return save_figure(fig, stem, table(results), results)

@@ -18,7 +18,11 @@ import pathlib
 
 import numpy as np
 
+from experiments.common import pyplot, save_figure
+from experiments.translation.configs import Config
+
 POOLS = ("no pooling", "max-pool", "max-blur-pool", "APS")
+RESULT_KEYS = ("pools", "conv_shift_error", "models", "shifts", "angles", "scales")
 
 
 def make_model(pool: str, width: int, rngs):
@@ -63,96 +67,112 @@ def _rel_change(a, b):
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
-def run(config: dict, workdir: pathlib.Path) -> dict:
+def run(config: Config, workdir: pathlib.Path) -> dict:
     import warnings
 
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    from equilib import functional as F
-    from equilib.metrics import shift_consistency
-    from equilib.testing import translation_errors
-    from equilib.training import TrainConfig, count_params, fit, predict
-    from experiments.common import load_mnist
-
     from equilib import ExactnessWarning
+    from equilib.transforms import Normalize
+    from experiments.common import load_mnist
 
     # plain CNNs on 28x28: exact rot90 equivariance is not the point here
     warnings.filterwarnings("ignore", category=ExactnessWarning)
-    data = load_mnist(config["n_train"], config["n_test"])
+    data = load_mnist(config.n_train, config.n_test)
     x_train, y_train = data["train"]
-    x_test, y_test = data["test"]
-    mean, std = float(x_train.mean()), float(x_train.std())
-    results: dict = {"pools": list(POOLS)}
+    normalize = Normalize.fit(x_train)
+    results: dict = {"pools": list(POOLS), "conv_shift_error": _conv_shift_errors(config.seed, data["test"][0][:16])}
+    results["models"] = {}
+    for i, pool in enumerate(POOLS):
+        results["models"][pool] = _pooled_network(pool, config, (normalize(x_train), y_train), data["test"], normalize,
+                                                  workdir=workdir / f"model_{i}")
+    results["shifts"] = list(range(config.max_shift + 1))
+    results["angles"] = config.angles
+    results["scales"] = config.scales
+    return results
 
-    # 1. a convolution commutes with shifts
-    rng = np.random.default_rng(config["seed"])
+
+def _conv_shift_errors(seed: int, xs) -> dict:
+    """1. A convolution commutes with shifts: the largest relative error over shifts in [-3, 3]^2,
+    with circular and with zero padding."""
+    import jax
+    import jax.numpy as jnp
+
+    from equilib import functional as F
+    from equilib.testing import translation_errors
+
+    rng = np.random.default_rng(seed)
     w = jnp.asarray(rng.normal(size=(5, 5, 1, 8)).astype(np.float32))
-    xs = x_test[:16]
     shifts = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)]
     conv_errors = {}
     for padding in ("CIRCULAR", "SAME"):
         f = jax.jit(lambda x, p=padding: F.conv2d(x, w, padding=p))
-        errs = translation_errors(f, xs, shifts)
-        conv_errors[padding] = max(errs.values())
-    results["conv_shift_error"] = conv_errors
+        conv_errors[padding] = max(translation_errors(f, xs, shifts).values())
     print(f"conv feature maps under circular shifts of the input: max relative error "
           f"{conv_errors['CIRCULAR']:.1e} (circular padding), {conv_errors['SAME']:.1e} (zero padding)", flush=True)
+    return conv_errors
 
-    # 2.-3. pooled networks
-    x_norm = (x_test - mean) / std
-    results["models"] = {}
-    for i, pool in enumerate(POOLS):
-        cfg = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"],
-                          learning_rate=config["learning_rate"], seed=config["seed"])
-        fitted = fit(lambda rngs: make_model(pool, config["width"], rngs), ((x_train - mean) / std, y_train), cfg,
-                     workdir=workdir / f"model_{i}")
-        model = fitted.model
-        feats = nnx.jit(lambda m, x: m.features(x))
-        logits = nnx.jit(lambda m, x: m(x))
 
-        def features(x):
-            return np.concatenate([np.asarray(feats(model, x[j:j + 500])) for j in range(0, len(x), 500)])
+def _pooled_network(pool: str, config: Config, train, test, normalize, *, workdir) -> dict:
+    """2.-3. Train one pooled network; its features and predictions under shifts, small
+    rotations and small scalings of the test digits."""
+    from flax import nnx
 
-        base = features(x_norm)
-        shift_change = []
-        for s in range(config["max_shift"] + 1):
-            shift_change.append(_rel_change(features(np.roll(x_norm, (s, s), axis=(1, 2))), base))
-        pairs = np.random.default_rng(config["seed"] + 1).integers(-3, 3, size=(config["consistency_pairs"], 2, 2))
-        consistency = shift_consistency(lambda x: logits(model, x), x_norm, pairs, batch_size=500)
-        accuracy = float(np.mean(np.argmax(predict(model, x_norm), -1) == y_test))
-        pred0 = np.argmax(predict(model, x_norm), -1)
+    from equilib import functional as F
+    from equilib.metrics import shift_consistency
+    from equilib.training import TrainConfig, count_params, fit, predict
 
-        def transformed(fn):
-            xt = np.asarray(jax.jit(fn)(jnp.asarray(x_test)))
-            xt = (xt - mean) / std
-            return features(xt), np.argmax(predict(model, xt), -1)
+    x_test, y_test = test
+    x_norm = normalize(x_test)
+    cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                      seed=config.seed)
+    fitted = fit(lambda rngs: make_model(pool, config.width, rngs), train, cfg, workdir=workdir)
+    model = fitted.model
+    feats = nnx.jit(lambda m, x: m.features(x))
+    logits = nnx.jit(lambda m, x: m(x))
 
-        rot_change, rot_agree, rot_acc = [], [], []
-        for a in config["angles"]:
-            f, p = transformed(lambda x, a=a: F.rotate(x, np.deg2rad(a), axes=(1, 2)))
-            rot_change.append(_rel_change(f, base))
-            rot_agree.append(float(np.mean(p == pred0)))
-            rot_acc.append(float(np.mean(p == y_test)))
-        sc_change, sc_agree, sc_acc = [], [], []
-        for s in config["scales"]:
-            f, p = transformed(lambda x, s=s: F.rescale(x, s, method="bilinear", axes=(1, 2)))
-            sc_change.append(_rel_change(f, base))
-            sc_agree.append(float(np.mean(p == pred0)))
-            sc_acc.append(float(np.mean(p == y_test)))
-        results["models"][pool] = {
-            "params": count_params(model), "accuracy": accuracy, "shift_consistency": consistency,
-            "shift_feature_change": shift_change, "rotation_feature_change": rot_change,
-            "rotation_agreement": rot_agree, "rotation_accuracy": rot_acc,
-            "scale_feature_change": sc_change, "scale_agreement": sc_agree, "scale_accuracy": sc_acc,
+    def features(x):
+        return np.concatenate([np.asarray(feats(model, x[j:j + 500])) for j in range(0, len(x), 500)])
+
+    base = features(x_norm)
+    shift_change = [_rel_change(features(np.roll(x_norm, (s, s), axis=(1, 2))), base)
+                    for s in range(config.max_shift + 1)]
+    pairs = np.random.default_rng(config.seed + 1).integers(-3, 3, size=(config.consistency_pairs, 2, 2))
+    consistency = shift_consistency(lambda x: logits(model, x), x_norm, pairs, batch_size=500)
+    accuracy = float(np.mean(np.argmax(predict(model, x_norm), -1) == y_test))
+    pred0 = np.argmax(predict(model, x_norm), -1)
+    sweep = _Sweep(model, features, normalize, x_test, y_test, base, pred0)
+    rot = sweep([lambda x, a=a: F.rotate(x, np.deg2rad(a), axes=(1, 2)) for a in config.angles])
+    sc = sweep([lambda x, s=s: F.rescale(x, s, method="bilinear", axes=(1, 2)) for s in config.scales])
+    print(f"{pool}: accuracy {accuracy:.4f}, shift consistency {consistency:.2f} %, feature change at "
+          f"1 px {shift_change[1]:.3f}, agreement at {config.angles[-1]} deg {rot['agreement'][-1]:.3f}", flush=True)
+    return {"params": count_params(model), "accuracy": accuracy, "shift_consistency": consistency,
+            "shift_feature_change": shift_change, "rotation_feature_change": rot["change"],
+            "rotation_agreement": rot["agreement"], "rotation_accuracy": rot["accuracy"],
+            "scale_feature_change": sc["change"], "scale_agreement": sc["agreement"], "scale_accuracy": sc["accuracy"],
             "train_seconds": sum(h["epoch_seconds"] for h in fitted.history)}
-        print(f"{pool}: accuracy {accuracy:.4f}, shift consistency {consistency:.2f} %, feature change at "
-              f"1 px {shift_change[1]:.3f}, agreement at {config['angles'][-1]} deg {rot_agree[-1]:.3f}", flush=True)
-    results["shifts"] = list(range(config["max_shift"] + 1))
-    results["angles"] = config["angles"]
-    results["scales"] = config["scales"]
-    return results
+
+
+class _Sweep:
+    """Feature change, agreement with the untransformed predictions and accuracy of ``model``
+    under each transform of the raw test digits."""
+
+    def __init__(self, model, features, normalize, x_test, y_test, base, pred0):
+        self.model, self.features, self.normalize = model, features, normalize
+        self.x_test, self.y_test, self.base, self.pred0 = x_test, y_test, base, pred0
+
+    def __call__(self, transforms) -> dict:
+        import jax
+        import jax.numpy as jnp
+
+        from equilib.training import predict
+
+        out: dict = {"change": [], "agreement": [], "accuracy": []}
+        for fn in transforms:
+            xt = self.normalize(np.asarray(jax.jit(fn)(jnp.asarray(self.x_test))))
+            p = np.argmax(predict(self.model, xt), -1)
+            out["change"].append(_rel_change(self.features(xt), self.base))
+            out["agreement"].append(float(np.mean(p == self.pred0)))
+            out["accuracy"].append(float(np.mean(p == self.y_test)))
+        return out
 
 
 def table(results: dict) -> str:
@@ -172,13 +192,7 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from experiments.common import save_figure
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for name, m in results["models"].items():
         axes[0].plot(results["shifts"], m["shift_feature_change"], marker="o", ms=3,
@@ -191,6 +205,8 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     axes[2].set(xlabel="scale factor", ylabel="same prediction as unscaled (%)", title="Small scalings")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
     fig.tight_layout()
-    return save_figure(fig, stem, table(results))
+    # one legend for the three panels (the same networks), below them
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels), fontsize=8)
+    return save_figure(fig, stem, table(results), results)
