@@ -27,6 +27,7 @@ from equilib import (
     transforms,
 )
 from equilib._exact import ExactnessWarning, check_exact
+from equilib._export import export
 from equilib.fields import FieldType
 from equilib.groups import O2, SO2, Cyclic, Dihedral, Group, Trivial
 
@@ -43,6 +44,7 @@ __all__ = [
     "Trivial",
     "check_exact",
     "data",
+    "export",
     "fields",
     "functional",
     "groups",

@@ -18,8 +18,11 @@ import jax.numpy as jnp
 
 from equilib._src.typing import DTypeLike
 from equilib.functional._conv import is_symmetric_sampling, output_size
+from equilib.functional._transpose import conv_transpose_size, transpose_is_symmetric
+from equilib.functional._upsample import interpolation_matrix
 
-__all__ = ["ExactnessWarning", "check_exact", "warn_if_inexact"]
+__all__ = ["ExactnessWarning", "check_exact", "warn_if_inexact", "warn_if_inexact_transpose",
+           "warn_if_inexact_upsample"]
 
 
 class ExactnessWarning(UserWarning):
@@ -58,6 +61,47 @@ def warn_if_inexact(layer: str, spatial: Sequence[int], kernel_size: int, stride
         f"padding={padding!r} samples the input asymmetrically about its centre (output {out}); "
         f"rot90/flip equivariance will not be exact ({hint})",
         ExactnessWarning, stacklevel=stacklevel)
+
+
+def warn_if_inexact_transpose(layer: str, spatial: Sequence[int], kernel_size: int, stride: int, padding: str,
+                              output_padding: int, stacklevel: int = 3) -> None:
+    """Warn if a transposed convolution from ``spatial=(H, W)`` has an output grid that is not
+    symmetric about its centre: the conv2d it is the adjoint of samples its input (the
+    transposed layer's output, of size ``m``) asymmetrically, e.g. "SAME", stride 2,
+    ``output_padding=1`` (``n -> 2n``)."""
+    bad = [(axis, int(n)) for axis, n in zip("HW", spatial)
+           if not transpose_is_symmetric(int(n), kernel_size, stride, padding, output_padding)]
+    if not bad:
+        return
+    sizes = ", ".join(f"{axis}={n} -> {conv_transpose_size(n, kernel_size, stride, padding, output_padding)}"
+                      for axis, n in bad)
+    warnings.warn(
+        f"{layer}: the output grid ({sizes}) with kernel_size={kernel_size}, stride={stride}, "
+        f"padding={padding!r}, output_padding={output_padding} is not symmetric about its centre; "
+        f"rot90/flip equivariance will not be exact (e.g. use output_padding=0)",
+        ExactnessWarning, stacklevel=stacklevel)
+
+
+def warn_if_inexact_upsample(layer: str, spatial: Sequence[int], size_out: Sequence[int], method: str,
+                             align_corners: bool, stacklevel: int = 3) -> None:
+    """Warn if upsampling ``spatial=(H, W)`` to ``size_out=(H', W')`` breaks exact rot90/flips.
+
+    Exact iff each axis' interpolation table is mirror symmetric (``A[::-1, ::-1] == A``; nearest
+    tables are not at rounding ties) and a square input gets a square output (the same mapping on
+    both axes). A non-square input is checked per axis only, as :func:`warn_if_inexact` does.
+    """
+    problems = []
+    for axis, n, m in zip("HW", spatial, size_out):
+        table = interpolation_matrix(int(n), int(m), method, align_corners)
+        if not (table[::-1, ::-1] == table).all():
+            problems.append(f"the {method} table {axis}={int(n)} -> {int(m)} is not mirror symmetric "
+                            f"(a rounding tie; use an integer scale factor or method='bilinear')")
+    if int(spatial[0]) == int(spatial[1]) and int(size_out[0]) != int(size_out[1]):
+        problems.append(f"the square input {int(spatial[0])}x{int(spatial[1])} is resampled to the "
+                        f"non-square {int(size_out[0])}x{int(size_out[1])} (the axes get different mappings)")
+    if problems:
+        warnings.warn(f"{layer}: " + "; ".join(problems) + "; rot90/flip equivariance will not be exact",
+                      ExactnessWarning, stacklevel=stacklevel)
 
 
 def check_exact(model: Callable, input_shape: Sequence[int], *, dtype: DTypeLike = jnp.float32) -> list[str]:

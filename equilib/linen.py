@@ -14,24 +14,32 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import KW_ONLY
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional, cast
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from equilib._src.checks import check_batch_norm_args
+from equilib._src.checks import check_batch_norm_args, check_ndim
+from equilib._src.fieldops import require_permutation
 from equilib._src.init import ones, zeros
 from equilib._src.layers import ConvSpec, NormSpec, batch_norm_forward, conv_forward, update_running_stats
 from equilib.fields import FieldType
 from equilib.groups import Group
 from equilib.nn._conv import GroupConvSpec, LiftingConvSpec, PlainConvSpec
+from equilib.nn._dense import ConvTransposeSpec, GroupConvTransposeSpec, SteerableConvTransposeSpec
+from equilib.nn._dropout import check_rate, field_dropout, group_dropout, pointwise_dropout
+from equilib.nn._heads import FieldLinearSpec
+from equilib.nn._layer_norm import FieldInstanceNormSpec, GroupNormSpec, check_epsilon, per_sample_norm_forward
 from equilib.nn._norm import GroupBatchNormSpec
 from equilib.nn._scale import ScaleConv1x1Spec, ScaleConvSpec, ScaleLiftingConvSpec
 from equilib.nn._steerable import SteerableConvSpec, field_norm_spec
 
 __all__ = ["Conv", "LiftingConv", "GroupConv", "SteerableConv", "ScaleLiftingConv", "ScaleConv",
-           "ScaleConv1x1", "GroupBatchNorm", "FieldBatchNorm"]
+           "ScaleConv1x1", "GroupBatchNorm", "FieldBatchNorm",
+           "FieldLinear", "FieldNorm", "GroupNorm", "LayerNorm",
+           "FieldDropout", "PointwiseDropout", "GroupDropout",
+           "ConvTranspose", "GroupConvTranspose", "SteerableConvTranspose"]
 
 
 def _spec_of(module: nn.Module, spec_class: type) -> Any:
@@ -357,3 +365,342 @@ class FieldBatchNorm(_BatchNorm):
 
     def make_spec(self) -> NormSpec:
         return field_norm_spec(self.in_type, self.kind)
+
+
+# --- equivariant heads and per-sample norms ---------------------------------------------------
+class FieldLinear(_Conv):
+    """Linen version of :class:`equilib.nn.FieldLinear`: ``(..., in_type.size) -> (..., out_type.size)``.
+
+    Attributes:
+        in_type: the field type of the input feature vectors.
+        out_type: the field type of the output (same group).
+
+    The keyword-only attributes are the arguments of :class:`equilib.nn.FieldLinear` but ``rngs``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import Dihedral, FieldType, linen, reps
+        >>> G = Dihedral(4)
+        >>> head = linen.FieldLinear(FieldType(G, [reps.regular_rep(G)]), FieldType(G, [reps.trivial_rep(G)] * 2))
+        >>> x = jnp.ones((3, 8))
+        >>> head.apply(head.init(jax.random.key(0), x), x).shape
+        (3, 2)
+    """
+
+    spec_class = FieldLinearSpec
+
+    in_type: FieldType
+    out_type: FieldType
+
+
+class _PerSampleNorm(nn.Module):
+    """Base of the Linen per-sample norms: the NNX layer's spec, ``scale``/``bias`` params and
+    forward (no batch statistics)."""
+
+    _: KW_ONLY
+    epsilon: float = 1e-6
+    use_scale: bool = True
+    use_bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    def make_spec(self) -> Any:
+        """The spec of this layer (:mod:`equilib.nn._layer_norm`)."""
+        raise NotImplementedError
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        spec = self.make_spec()
+        epsilon = check_epsilon(self.epsilon)
+        scale_shape, bias_shape = spec.param_shapes()
+        scale_init, bias_init = getattr(self, "scale_init", ones), getattr(self, "bias_init", zeros)
+        scale = self.param("scale", scale_init, scale_shape, self.param_dtype) if self.use_scale else None
+        bias = (self.param("bias", bias_init, bias_shape, self.param_dtype)
+                if self.use_bias and bias_shape else None)
+        return per_sample_norm_forward(spec, x, scale, bias, epsilon=epsilon, dtype=self.dtype)
+
+
+class FieldNorm(_PerSampleNorm):
+    """Linen version of :class:`equilib.nn.FieldNorm` (instance norm of a steerable map).
+
+    Attributes:
+        in_type: the field type of the input ``(B, H, W, in_type.size)``.
+
+    The keyword-only attributes (``kind``, ``epsilon`` (default 1e-5), ...) are the arguments of
+    :class:`equilib.nn.FieldNorm` but ``rngs``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import Cyclic, FieldType, linen, reps
+        >>> norm = linen.FieldNorm(FieldType(Cyclic(4), [reps.regular_rep(Cyclic(4))] * 2), kind="inner")
+        >>> x = jnp.arange(2 * 5 * 5 * 8.0).reshape(2, 5, 5, 8)
+        >>> variables = norm.init(jax.random.key(0), x)
+        >>> norm.apply(variables, x).shape, jax.tree.map(jnp.shape, variables)
+        ((2, 5, 5, 8), {'params': {'bias': (2,), 'scale': (2,)}})
+    """
+
+    in_type: FieldType
+    _: KW_ONLY
+    kind: str = "norm"
+    epsilon: float = 1e-5
+
+    def make_spec(self) -> Any:
+        return FieldInstanceNormSpec(in_type=self.in_type, kind=self.kind)
+
+
+class _FlaxNorm(_PerSampleNorm):
+    _: KW_ONLY
+    group: Optional[Group] = None
+    scale_init: Callable = ones
+    bias_init: Callable = zeros
+
+
+class GroupNorm(_FlaxNorm):
+    """Linen version of :class:`equilib.nn.GroupNorm` (regular, plain or steerable maps).
+
+    Attributes:
+        num_features: ``C`` (an int: regular map with ``group``, plain map without) or a FieldType.
+        num_groups: the number of groups of whole fields.
+
+    The keyword-only attributes (``group``, ``epsilon``, ...) are the arguments of
+    :class:`equilib.nn.GroupNorm` but ``rngs``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import Cyclic, linen
+        >>> gn, x = linen.GroupNorm(4, 2, group=Cyclic(4)), jnp.ones((1, 5, 5, 4, 4))
+        >>> jax.tree.map(jnp.shape, gn.init(jax.random.key(0), x))
+        {'params': {'bias': (4,), 'scale': (4,)}}
+    """
+
+    num_features: Any
+    num_groups: int
+
+    def make_spec(self) -> Any:
+        return GroupNormSpec(num_features=self.num_features, num_groups=self.num_groups, group=self.group)
+
+
+class LayerNorm(_FlaxNorm):
+    """Linen version of :class:`equilib.nn.LayerNorm` (per pixel, over all fields).
+
+    Attributes:
+        num_features: ``C`` (an int: regular map with ``group``, plain map without) or a FieldType.
+
+    The keyword-only attributes (``group``, ``epsilon``, ...) are the arguments of
+    :class:`equilib.nn.LayerNorm` but ``rngs``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import Cyclic, linen
+        >>> ln, x = linen.LayerNorm(2, group=Cyclic(2)), jnp.array([1.0, 3.0, 1.0, 3.0]).reshape(1, 1, 1, 2, 2)
+        >>> ln.apply(ln.init(jax.random.key(0), x), x).ravel()
+        Array([-0.99999..., 0.99999..., -0.99999..., 0.99999...], dtype=float32)
+    """
+
+    num_features: Any
+
+    def make_spec(self) -> Any:
+        return GroupNormSpec(num_features=self.num_features, group=self.group, per_pixel=True)
+
+
+# --- dropout ------------------------------------------------------------------------------------
+class _Dropout(nn.Module):
+    """Base of the Linen dropouts: the NNX layer's mask (:mod:`equilib.nn._dropout`), with the key
+    from ``self.make_rng(rng_collection)`` (``rngs={"dropout": key}`` in ``apply``) or the call's
+    ``rng``; subclasses define the field ``rate`` and :meth:`mask`."""
+
+    _: KW_ONLY
+    deterministic: Optional[bool] = None
+    rng_collection: str = "dropout"
+
+    def check(self, x: jax.Array) -> jax.Array:
+        """Validate the input (also when deterministic)."""
+        return x
+
+    def mask(self, x: jax.Array, key: jax.Array, rate: float) -> jax.Array:
+        """The dropout of ``x`` with ``key``."""
+        raise NotImplementedError
+
+    @nn.compact
+    def __call__(self, x: jax.Array, deterministic: Optional[bool] = None,
+                 rng: Optional[jax.Array] = None) -> jax.Array:
+        x = self.check(jnp.asarray(x))
+        rate = check_rate(cast(Any, self).rate)  # a field of each subclass (after its positional ones)
+        if nn.merge_param("deterministic", self.deterministic, deterministic) or rate == 0.0:
+            return x
+        return self.mask(x, self.make_rng(self.rng_collection) if rng is None else rng, rate)
+
+
+class FieldDropout(_Dropout):
+    """Linen version of :class:`equilib.nn.FieldDropout`: drops whole fields of ``(B, H, W, D)``
+    (one mask value per sample and field, the same at every pixel).
+
+    Attributes:
+        in_type: the field type of the input ``(B, H, W, in_type.size)``.
+        rate: the probability to drop a field, in [0, 1].
+
+    The keyword-only attributes are ``deterministic`` (may also be passed to the call) and
+    ``rng_collection`` (default ``"dropout"``); the call takes an optional key ``rng``. Given the
+    same key, the output is that of the NNX layer.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import SO2, FieldType, linen, reps
+        >>> drop = linen.FieldDropout(FieldType(SO2(), [reps.irrep(SO2(), 1)] * 3), 0.5)
+        >>> x = jnp.ones((1, 2, 2, 6))
+        >>> y = drop.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)})
+        >>> y.shape, bool((y == y[:, :1, :1]).all())
+        ((1, 2, 2, 6), True)
+    """
+
+    in_type: FieldType
+    rate: float
+
+    def check(self, x: jax.Array) -> jax.Array:
+        return self.in_type.check(x, "x", "FieldDropout")
+
+    def mask(self, x: jax.Array, key: jax.Array, rate: float) -> jax.Array:
+        return field_dropout(x, key, rate, self.in_type)
+
+
+class PointwiseDropout(_Dropout):
+    """Linen version of :class:`equilib.nn.PointwiseDropout`: elementwise dropout of fields whose
+    representations permute channels (other fields are refused, when the module is called).
+
+    Attributes:
+        in_type: the field type of the input ``(B, H, W, in_type.size)``.
+        rate: the probability to drop an element, in [0, 1].
+
+    Keyword-only attributes and call as :class:`FieldDropout`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import Cyclic, FieldType, linen, reps
+        >>> drop = linen.PointwiseDropout(FieldType(Cyclic(4), [reps.regular_rep(Cyclic(4))]), 0.5)
+        >>> y = drop.apply({}, jnp.ones((1, 4, 4, 4)), deterministic=False, rng=jax.random.key(0))
+        >>> sorted(set(y.ravel().tolist()))
+        [0.0, 2.0]
+    """
+
+    in_type: FieldType
+    rate: float
+
+    def check(self, x: jax.Array) -> jax.Array:
+        require_permutation(self.in_type, "PointwiseDropout", "an elementwise mask is not equivariant "
+                            "(even in distribution) for it: use FieldDropout")
+        return self.in_type.check(x, "x", "PointwiseDropout")
+
+    def mask(self, x: jax.Array, key: jax.Array, rate: float) -> jax.Array:
+        return pointwise_dropout(x, key, rate)
+
+
+class GroupDropout(_Dropout):
+    """Linen version of :class:`equilib.nn.GroupDropout`: drops whole fields ``c`` (all ``|G|``
+    channels) of a regular map ``(B, H, W, C, |G|)``, the same at every pixel.
+
+    Attributes:
+        rate: the probability to drop a field, in [0, 1].
+
+    Keyword-only attributes and call as :class:`FieldDropout`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import linen
+        >>> drop = linen.GroupDropout(0.5, deterministic=True)
+        >>> x = jnp.ones((1, 3, 3, 2, 4))
+        >>> bool((drop.apply({}, x) == x).all())
+        True
+    """
+
+    rate: float
+
+    def check(self, x: jax.Array) -> jax.Array:
+        check_ndim(x, 5, "a regular map of rank 5 (batch, H, W, C, |G|)", "GroupDropout")
+        return x
+
+    def mask(self, x: jax.Array, key: jax.Array, rate: float) -> jax.Array:
+        return group_dropout(x, key, rate)
+
+
+class ConvTranspose(_WindowConv):
+    """Linen version of :class:`equilib.nn.ConvTranspose`: ``(B, n_h, n_w, C_in) -> (B, m_h, m_w, C_out)``.
+
+    Attributes:
+        in_channels: input channels ``C_in``.
+        out_channels: output channels ``C_out``.
+        kernel_size: an int or a pair ``(K_h, K_w)``.
+        output_padding: extra output pixels at the bottom/right, ``0 <= output_padding < stride``.
+
+    The other keyword-only attributes are the arguments of :class:`equilib.nn.ConvTranspose` but ``rngs``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import linen
+        >>> up = linen.ConvTranspose(3, 2, 3, stride=2)
+        >>> x = jnp.ones((1, 5, 5, 3))
+        >>> up.apply(up.init(jax.random.key(0), x), x).shape
+        (1, 9, 9, 2)
+    """
+
+    spec_class = ConvTransposeSpec
+
+    _: KW_ONLY
+    output_padding: int = 0
+
+
+class GroupConvTranspose(_RegularConv):
+    """Linen version of :class:`equilib.nn.GroupConvTranspose`:
+    ``(B, n, n, C_in, |G|) -> (B, m, m, C_out, |G|)``.
+
+    Attributes:
+        in_channels: input fields ``C_in``.
+        out_channels: output fields ``C_out``.
+        kernel_size: an odd int (even only with ``padding="VALID"``).
+        output_padding: as :class:`ConvTranspose`.
+
+    The other keyword-only attributes (``group``, ...) are the arguments of
+    :class:`equilib.nn.GroupConvTranspose` but ``rngs``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import Cyclic, linen
+        >>> up = linen.GroupConvTranspose(2, 3, 3, group=Cyclic(4), stride=2)
+        >>> x = jnp.ones((1, 5, 5, 2, 4))
+        >>> up.apply(up.init(jax.random.key(0), x), x).shape
+        (1, 9, 9, 3, 4)
+    """
+
+    spec_class = GroupConvTransposeSpec
+
+    _: KW_ONLY
+    output_padding: int = 0
+
+
+class SteerableConvTranspose(SteerableConv):
+    """Linen version of :class:`equilib.nn.SteerableConvTranspose`:
+    ``(B, n, n, in_type.size) -> (B, m, m, out_type.size)``.
+
+    Attributes:
+        in_type: the field type of the input.
+        out_type: the field type of the output.
+        kernel_size: an odd int (even only with ``padding="VALID"``).
+        output_padding: as :class:`ConvTranspose`.
+
+    The other keyword-only attributes are the arguments of
+    :class:`equilib.nn.SteerableConvTranspose` but ``rngs``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import Cyclic, FieldType, linen, reps
+        >>> G = Cyclic(4)
+        >>> up = linen.SteerableConvTranspose(FieldType(G, [reps.regular_rep(G)]), FieldType(G, [reps.irrep(G, 1)]),
+        ...                                   3, stride=2)
+        >>> x = jnp.ones((1, 5, 5, 4))
+        >>> up.apply(up.init(jax.random.key(0), x), x).shape
+        (1, 9, 9, 2)
+    """
+
+    spec_class = SteerableConvTransposeSpec
+
+    _: KW_ONLY
+    output_padding: int = 0

@@ -188,8 +188,10 @@ def _check_data(x, y, name):
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim != 4:
         raise ValueError(f"{name}: the images must have shape (N, H, W, C), got {x.shape}")
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"{name}: the labels must have shape ({x.shape[0]},) (one per image), got {y.shape}")
+    if y.ndim < 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"{name}: the labels must have shape ({x.shape[0]},) (one per image) or "
+                         f"({x.shape[0]}, ...) (one per output position, e.g. (N, H, W) for segmentation), "
+                         f"got {y.shape}")
     return x.astype(np.float32, copy=False), y.astype(np.int32, copy=False)
 
 
@@ -239,16 +241,23 @@ def _loss_and_logits(model, x, y):
     return loss, logits
 
 
-def _make_train_step(graphdef, augment):
+def _correct(logits, y):
+    """Per example, the fraction of its labels predicted right (0 or 1 for one label per example)."""
+    hits = jnp.argmax(logits, -1) == y
+    return hits if y.ndim == 1 else jnp.mean(hits.reshape(y.shape[0], -1), axis=1)
+
+
+def _make_train_step(graphdef, augment, joint_augment):
     def step(state, x, y, key):
         model, opt = nnx.merge(graphdef, state)
         model.train()
         if augment is not None:
             x = augment(key, x)
+        if joint_augment is not None:
+            x, y = joint_augment(key, x, y)
         (loss, logits), grads = nnx.value_and_grad(_loss_and_logits, has_aux=True)(model, x, y)
         opt.update(model, grads)
-        correct = jnp.sum(jnp.argmax(logits, -1) == y)
-        return nnx.state((model, opt)), {"loss_sum": loss * y.shape[0], "correct": correct}
+        return nnx.state((model, opt)), {"loss_sum": loss * y.shape[0], "correct": jnp.sum(_correct(logits, y))}
 
     return step
 
@@ -261,7 +270,9 @@ def _make_eval_step(graphdef, transform):
             x = transform(x, arg)
         logits = model(x)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-        return {"loss_sum": jnp.sum(losses * mask), "correct": jnp.sum((jnp.argmax(logits, -1) == y) * mask),
+        if y.ndim > 1:  # dense labels: each example's mean over its positions
+            losses = jnp.mean(losses.reshape(y.shape[0], -1), axis=1)
+        return {"loss_sum": jnp.sum(losses * mask), "correct": jnp.sum(_correct(logits, y) * mask),
                 "logits": logits}
 
     return step
@@ -392,7 +403,8 @@ def fit(model_fn: Callable[[nnx.Rngs], nnx.Module], train: tuple, config: TrainC
         workdir: str | os.PathLike | None = None, val: tuple | None = None,
         augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
         mesh: Mesh | None = None, progress: bool = True,
-        on_epoch_end: Callable[[int, dict], None] | None = None) -> FitResult:
+        on_epoch_end: Callable[[int, dict], None] | None = None,
+        joint_augment: Callable[[jax.Array, jax.Array, jax.Array], tuple] | None = None) -> FitResult:
     """Train ``model_fn(nnx.Rngs(seed))`` on ``train = (images, labels)``.
 
     ``augment(key, images) -> images`` runs on device inside the jitted step, with a key
@@ -403,10 +415,12 @@ def fit(model_fn: Callable[[nnx.Rngs], nnx.Module], train: tuple, config: TrainC
 
     Args:
         model_fn: builds the model from ``nnx.Rngs(params=seed, dropout=seed + 1)``; the model
-            maps images ``(B, H, W, C)`` to logits ``(B, num_classes)`` and is trained with
-            softmax cross-entropy.
-        train: ``(images, labels)``: float images ``(N, H, W, C)`` and int labels ``(N,)``, numpy
-            arrays in host memory.
+            maps images ``(B, H, W, C)`` to logits ``(B, num_classes)`` (or, for dense
+            prediction, ``(B, ..., num_classes)``, e.g. per pixel) and is trained with softmax
+            cross-entropy, averaged over the labels.
+        train: ``(images, labels)``: float images ``(N, H, W, C)`` and int labels ``(N,)`` (or
+            ``(N, ...)`` matching the logits without their last axis, e.g. ``(N, H, W)`` for
+            segmentation; accuracies are then fractions of labels), numpy arrays in host memory.
         config: the :class:`TrainConfig`.
         workdir: a folder for ``config.json``, ``metrics.jsonl`` and checkpoints (created if
             needed); a checkpoint there is resumed. None: nothing is written.
@@ -416,13 +430,16 @@ def fit(model_fn: Callable[[nnx.Rngs], nnx.Module], train: tuple, config: TrainC
         mesh: a 1-D ``"data"`` mesh (default :func:`data_mesh` over all devices).
         progress: print a progress line and one line per epoch to stderr.
         on_epoch_end: called as ``on_epoch_end(epoch, metrics)`` after each epoch.
+        joint_augment: ``joint_augment(key, images, labels) -> (images, labels)``, for dense
+            labels that must move with the images (e.g. a rotation of an image and its label
+            map); after ``augment`` if both are given.
 
     Returns:
         A :class:`FitResult`: the trained model (eval mode) and one metrics dict per epoch.
 
     Raises:
         TypeError: ``config`` is not a TrainConfig, or ``train``/``val`` not a pair.
-        ValueError: images not ``(N, H, W, C)`` or labels not ``(N,)``; ``batch_size`` not a
+        ValueError: images not ``(N, H, W, C)`` or labels not ``(N, ...)``; ``batch_size`` not a
             multiple of the number of devices or larger than the training set; ``workdir``
             holding a run with another config.
 
@@ -459,7 +476,7 @@ def fit(model_fn: Callable[[nnx.Rngs], nnx.Module], train: tuple, config: TrainC
     replicated = NamedSharding(mesh, P())
     sharded = NamedSharding(mesh, P("data"))
     state = jax.device_put(state, replicated)
-    train_step = jax.jit(_make_train_step(graphdef, augment), donate_argnums=0,
+    train_step = jax.jit(_make_train_step(graphdef, augment, joint_augment), donate_argnums=0,
                          out_shardings=(replicated, replicated))
     eval_step = jax.jit(_make_eval_step(graphdef, None))
 
@@ -599,7 +616,7 @@ def _batches(x, y, batch_size: int, n_dev: int):
         if len(xb) < bs:
             pad = bs - len(xb)
             xb = np.concatenate([xb, np.zeros((pad,) + xb.shape[1:], xb.dtype)])
-            yb = np.concatenate([yb, np.zeros((pad,), yb.dtype)])
+            yb = np.concatenate([yb, np.zeros((pad,) + yb.shape[1:], yb.dtype)])
             mask = np.concatenate([mask, np.zeros(pad, np.float32)])
         yield xb, yb, mask, len(x[i:i + bs])
 
@@ -637,7 +654,8 @@ def evaluate(model: nnx.Module, images, labels, *, batch_size: int = 1000,
         model: a Flax NNX classifier, images ``(B, H, W, C)`` -> logits ``(B, num_classes)``
             (its train/eval mode is left as it was).
         images: ``(N, H, W, C)`` images (numpy; cast to float32).
-        labels: ``(N,)`` integer labels.
+        labels: ``(N,)`` integer labels, or ``(N, ...)`` dense ones (e.g. ``(N, H, W)`` per pixel,
+            for logits ``(B, H, W, num_classes)``; accuracy is then the fraction of labels).
         batch_size: images per step (the last batch is padded and masked).
         transform: ``transform(images, p) -> images`` applied on device to each batch.
         params: the values ``p`` of ``transform``'s second argument, required with it.
@@ -680,16 +698,17 @@ def evaluate(model: nnx.Module, images, labels, *, batch_size: int = 1000,
 
 
 def predict(model: nnx.Module, images, *, batch_size: int = 1000, mesh: Mesh | None = None) -> np.ndarray:
-    """Logits ``(N, num_classes)`` of ``model`` in eval mode.
+    """Logits ``(N, num_classes)`` (or ``(N, ..., num_classes)``, e.g. per pixel) of ``model`` in eval mode.
 
     Args:
-        model: a Flax NNX classifier, images ``(B, H, W, C)`` -> logits ``(B, num_classes)``.
+        model: a Flax NNX classifier, images ``(B, H, W, C)`` -> logits ``(B, num_classes)`` or
+            ``(B, ..., num_classes)``.
         images: ``(N, H, W, C)`` images (numpy; cast to float32).
         batch_size: images per step (the last batch is padded; the padding is dropped).
         mesh: a 1-D ``"data"`` mesh (default :func:`data_mesh`).
 
     Returns:
-        A float32 numpy array ``(N, num_classes)``.
+        A float32 numpy array ``(N, num_classes)`` (or ``(N, ..., num_classes)``).
 
     Example:
         >>> import numpy as np
@@ -704,5 +723,8 @@ def predict(model: nnx.Module, images, *, batch_size: int = 1000, mesh: Mesh | N
     mesh = mesh or data_mesh()
     graphdef, state = _replicated_state(model, mesh)
     step = jax.jit(_make_eval_step(graphdef, None))
-    return _evaluate_state(step, state, x, np.zeros(len(x), np.int32), batch_size=batch_size, mesh=mesh,
-                           return_logits=True)["logits"]
+    # dummy labels shaped as the logits without their last axis (one per image, or per pixel)
+    out = jax.eval_shape(lambda s, xb: nnx.merge(graphdef, s)[0](xb), state,
+                         jax.ShapeDtypeStruct((1,) + x.shape[1:], jnp.float32))
+    labels = np.zeros((len(x),) + tuple(out.shape[1:-1]), np.int32)
+    return _evaluate_state(step, state, x, labels, batch_size=batch_size, mesh=mesh, return_logits=True)["logits"]

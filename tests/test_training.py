@@ -173,3 +173,59 @@ def test_recalibrate_batch_norm_restores_the_model_when_interrupted():
     assert model.bn.momentum == 0.9 and model.bn.use_running_average and model.dropout.deterministic
     with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer, got 0"):
         recalibrate_batch_norm(model, x, batch_size=0)
+
+
+class _PixelClassifier(nnx.Module):
+    """Per-pixel logits (B, H, W, 2) from a 1x1 convolution."""
+
+    def __init__(self, rngs):
+        self.conv = nnx.Conv(1, 2, (1, 1), rngs=rngs)
+
+    def __call__(self, x):
+        return self.conv(x)
+
+
+def _segmentation_data():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 6, 6, 1)).astype(np.float32)
+    y = (x[..., 0] > 0).astype(np.int32)  # the label of a pixel is its sign
+    return x, y
+
+
+def test_dense_labels_and_joint_augmentation():
+    x, y = _segmentation_data()
+    config = TrainConfig(epochs=8, batch_size=16, learning_rate=0.05, checkpoint_every=0)
+    r = fit(_PixelClassifier, (x, y), config, val=(x, y), progress=False)
+    assert r.history[-1]["train_accuracy"] > 0.95 and r.history[-1]["val_accuracy"] > 0.95
+    res = evaluate(r.model, x, y, batch_size=24)  # 64 = 24 + 24 + 16: a padded, masked last batch
+    assert res["accuracy"] == pytest.approx(r.history[-1]["val_accuracy"])
+    assert predict(r.model, x[:5]).shape == (5, 6, 6, 2)
+    # mirroring images and labels together keeps the task (training batches are scored on the
+    # augmented pairs); mirroring only the images leaves labels that no pixel predicts
+    mirror_both = lambda key, xb, yb: (xb[:, :, ::-1], yb[:, :, ::-1])  # noqa: E731
+    r_both = fit(_PixelClassifier, (x, y), config, joint_augment=mirror_both, progress=False)
+    assert r_both.history[-1]["train_accuracy"] > 0.95
+    mirror_images = lambda key, xb: xb[:, :, ::-1]  # noqa: E731
+    r_bad = fit(_PixelClassifier, (x, y), config, augment=mirror_images, progress=False)
+    assert r_bad.history[-1]["train_accuracy"] < 0.7
+    with pytest.raises(ValueError, match=r"labels must have shape \(64,\) .* or \(64, ...\)"):
+        fit(_PixelClassifier, (x, y[:10]), config, progress=False)
+
+
+def test_a_model_with_host_state_runs_under_jit():
+    # fit returns the model with its state fetched to the host (numpy leaves); closing over such a
+    # model in jax.jit must work for every layer, also those that index their statistics
+    from equilib import Cyclic, FieldType, nn, reps
+
+    G = Cyclic(4)
+    t = FieldType(G, [reps.regular_rep(G), reps.irrep(G, 1)])
+    for kind in ("inner", "norm"):
+        layer = nn.FieldBatchNorm(t if kind == "norm" else FieldType(G, [reps.regular_rep(G)] * 2), kind=kind,
+                                  rngs=nnx.Rngs(0))
+        conv = nn.SteerableConv(layer.in_type, layer.in_type, 3, rngs=nnx.Rngs(0))
+        model = nnx.Sequential(conv, layer)
+        model.eval()
+        graphdef, state = nnx.split(model)
+        host = nnx.merge(graphdef, jax.device_get(state))
+        x = np.ones((1, 5, 5, layer.in_type.size), np.float32)
+        np.testing.assert_allclose(jax.jit(lambda a, m=host: m(a))(x), model(x), rtol=1e-6, atol=1e-6)

@@ -145,7 +145,9 @@ def conv_forward(spec: ConvSpec, x: Any, kernel: jax.Array, bias: jax.Array | No
     one) as Flax does, and convolve."""
     x = x if hasattr(x, "ndim") else jnp.asarray(x)
     spec.check(x)
-    kernel, bias = spec.prepare(kernel, bias)
+    # parameters may be numpy arrays (a model whose state was fetched with jax.device_get): as jax
+    # arrays, the spec's maths can index them with traced values under jit
+    kernel, bias = spec.prepare(jnp.asarray(kernel), None if bias is None else jnp.asarray(bias))
     x, kernel, bias = promote_dtype((x, kernel, bias), dtype=dtype)
     return spec.apply(x, kernel, bias, precision)
 
@@ -261,6 +263,7 @@ def batch_norm_forward(spec: NormSpec, x: Any, scale: jax.Array | None, bias: ja
     otherwise) for the caller to fold into its running statistics."""
     x = x if hasattr(x, "ndim") else jnp.asarray(x)
     spec.check(x)
+    mean, var = jnp.asarray(mean), jnp.asarray(var)  # as in conv_forward: numpy state works under jit
     x, scale, bias = promote_dtype((x, scale, bias), dtype=dtype)
     xs = spec.split(x)
     batch = None if use_running_average else spec.moments(xs, axis_name)

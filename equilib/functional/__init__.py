@@ -5,6 +5,7 @@ The group convention is documented in :mod:`equilib.groups`.
 """
 
 from equilib._src.imaging import rescale, rotate
+from equilib.functional._adaptive import adaptive_avg_pool, adaptive_max_pool, norm_max_pool
 from equilib.functional._conv import (
     CONV_IMPLS,
     PADDINGS,
@@ -16,6 +17,7 @@ from equilib.functional._conv import (
     padding_pads,
 )
 from equilib.functional._kernels import expand_group_kernel, expand_lifting_kernel, kernel_dof
+from equilib.functional._layer_norm import field_instance_norm, group_norm, layer_norm
 from equilib.functional._norm import batch_moments, normalize
 from equilib.functional._pool import group_pool
 from equilib.functional._scale import (
@@ -45,17 +47,24 @@ from equilib.functional._steerable import (
     steerable_basis,
     steerable_conv,
 )
+from equilib.functional._transpose import conv_transpose, conv_transpose_size
+from equilib.functional._upsample import interpolation_matrix, upsample, upsample_size
 
 __all__ = [
     "CONV_IMPLS",
     "PADDINGS",
     "BasisConfig",
     "SteerableBasis",
+    "adaptive_avg_pool",
+    "adaptive_max_pool",
     "aps_pool",
     "aps_unpool",
     "avg_pool",
     "basis_config",
     "batch_moments",
+    "field_instance_norm",
+    "group_norm",
+    "layer_norm",
     "binomial_filter",
     "blur_pool",
     "choose_impl",
@@ -72,6 +81,7 @@ __all__ = [
     "lifting_conv",
     "max_blur_pool",
     "max_pool",
+    "norm_max_pool",
     "normalize",
     "padding_pads",
     "rep_pair_basis",
@@ -84,4 +94,9 @@ __all__ = [
     "scale_pool",
     "steerable_basis",
     "steerable_conv",
+    "conv_transpose",
+    "conv_transpose_size",
+    "interpolation_matrix",
+    "upsample",
+    "upsample_size",
 ]

@@ -2,5 +2,6 @@
 
 from equilib.models._gcnn import GCNN, P4CNN, P4MCNN, Z2CNN, P4CNNRotationPooling
 from equilib.models._steerable import SteerableCNN
+from equilib.models._unet import UNet
 
-__all__ = ["GCNN", "P4CNN", "P4CNNRotationPooling", "P4MCNN", "SteerableCNN", "Z2CNN"]
+__all__ = ["GCNN", "P4CNN", "P4CNNRotationPooling", "P4MCNN", "SteerableCNN", "UNet", "Z2CNN"]

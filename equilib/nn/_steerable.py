@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,16 @@ from equilib._src.checks import (
     check_group_kernel,
     check_output_size,
     tuple_or_none,
+)
+from equilib._src.fieldops import (
+    POINTWISE,
+    bias_columns,
+    invariant_projector,
+    lead,
+    merge_by_rep,
+    pointwise_fn,
+    require_permutation,
+    split_by_rep,
 )
 from equilib._src.init import Initializer, truncated_normal_blocks, zeros
 from equilib._src.layers import BatchNormLayer, ExportableConvLayer, NormSpec, WindowSpec, set_fields
@@ -49,6 +59,8 @@ from equilib.functional._steerable import (
     steerable_basis,
 )
 from equilib.groups import Group
+from equilib.nn._spatial_pool import GlobalPool, MaxBlurPool, MaxPool
+from equilib.nn._typed_pool import AdaptiveMaxPool
 from equilib.reps import Rep, irrep_size, trivial_rep
 
 __all__ = [
@@ -69,64 +81,6 @@ __all__ = [
     "FIELD_NORM_KINDS",
     "field_norm_spec",
 ]
-
-
-# --- helpers ----------------------------------------------------------------------------------
-def _split_by_rep(field_type: FieldType, x):
-    """``[(rep, fields, x_g)]`` with ``x_g`` of shape ``(..., n_fields, rep.size)``."""
-    groups = field_type.groups()
-    if len(groups) == 1:
-        r, f, _ = groups[0]
-        return [(r, f, x.reshape(x.shape[:-1] + (len(f), r.size)))]
-    return [(r, f, jnp.take(x, jnp.asarray(ch.reshape(-1)), axis=-1).reshape(x.shape[:-1] + ch.shape))
-            for r, f, ch in groups]
-
-
-def _lead(v, x):
-    """``v`` with leading axes of size 1 up to the rank of ``x``: the broadcast written out."""
-    return jnp.reshape(v, (1,) * (x.ndim - v.ndim) + tuple(v.shape))
-
-
-def _merge_by_rep(parts, n_fields: int):
-    """Inverse of :func:`_split_by_rep` for outputs ``(..., n_fields_g, d_out_g)`` per group."""
-    if len(parts) == 1:
-        f, y = parts[0]
-        return y.reshape(y.shape[:-2] + (-1,))
-    sizes = np.zeros(n_fields, dtype=np.int64)
-    for f, y in parts:
-        sizes[f] = y.shape[-1]
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    order = np.concatenate([(offsets[f][:, None] + np.arange(y.shape[-1])[None]).reshape(-1)
-                            for f, y in parts])
-    flat = jnp.concatenate([y.reshape(y.shape[:-2] + (-1,)) for _, y in parts], axis=-1)
-    return jnp.take(flat, jnp.asarray(np.argsort(order)), axis=-1)
-
-
-_POINTWISE = {
-    "relu": jax.nn.relu,
-    "elu": jax.nn.elu,
-    "gelu": jax.nn.gelu,
-    "silu": jax.nn.silu,
-    "sigmoid": jax.nn.sigmoid,
-    "tanh": jnp.tanh,
-    "leaky_relu": jax.nn.leaky_relu,
-}
-
-
-def _pointwise_fn(function, name="function") -> Callable:
-    if callable(function):
-        return function
-    if function not in _POINTWISE:
-        raise ValueError(f"`{name}` must be a callable or one of {sorted(_POINTWISE)}, got {function!r}")
-    return _POINTWISE[function]
-
-
-def _require_permutation(field_type: FieldType, layer: str, hint: str):
-    for i, r in enumerate(field_type.reps):
-        if not r.is_permutation:
-            raise ValueError(f"{layer} needs fields whose representation permutes channels (trivial, "
-                             f"regular, quotient), but field {i} of `in_type` is {r.name} of "
-                             f"{field_type.group.name}; {hint}")
 
 
 # --- convolution ------------------------------------------------------------------------------
@@ -315,10 +269,10 @@ class PointwiseNonlinearity(nnx.Module):
 
     def __init__(self, in_type: FieldType, function="relu"):
         self.in_type = self.out_type = as_field_type(in_type, "in_type")
-        _require_permutation(self.in_type, "PointwiseNonlinearity",
+        require_permutation(self.in_type, "PointwiseNonlinearity",
                              "use NormNonlinearity, GatedNonlinearity or FourierPointwise for it")
         self.function = function
-        self._fn = _pointwise_fn(function)
+        self._fn = pointwise_fn(function)
 
     def __call__(self, x: Array) -> Array:
         self.in_type.check(x, "x", "PointwiseNonlinearity")
@@ -382,12 +336,12 @@ class NormNonlinearity(nnx.Module):
         x = jnp.asarray(x)
         fn = _NORM_FUNCTIONS[self.function]
         parts = []
-        for _, fields, xg in _split_by_rep(self.in_type, x):
+        for _, fields, xg in split_by_rep(self.in_type, x):
             norm = l2_norm(xg, keepdims=True)
-            arg = norm if self.bias is None else norm - _lead(self.bias[...][fields][:, None].astype(x.dtype), norm)
+            arg = norm if self.bias is None else norm - lead(self.bias[...][fields][:, None].astype(x.dtype), norm)
             mult = fn(arg) / jnp.maximum(norm, self.epsilon)
             parts.append((fields, xg * mult))
-        return _merge_by_rep(parts, len(self.in_type))
+        return merge_by_rep(parts, len(self.in_type))
 
 
 class GatedNonlinearity(nnx.Module):
@@ -535,32 +489,20 @@ class FourierPointwise(nnx.Module):
                                  f"expected e.g. bandlimited_regular_rep(group, L) or regular_rep(group)")
         self.samples = samples
         self.function = function
-        self._fn = _pointwise_fn(function)
+        self._fn = pointwise_fn(function)
 
     def __call__(self, x: Array) -> Array:
         self.in_type.check(x, "x", "FourierPointwise")
         x = jnp.asarray(x)
         parts = []
-        for rep, fields, xg in _split_by_rep(self.in_type, x):
+        for rep, fields, xg in split_by_rep(self.in_type, x):
             a, ainv = _fourier_matrices(rep, self.samples)
             s = jnp.einsum("...d,nd->...n", xg, jnp.asarray(a, xg.dtype))
             parts.append((fields, jnp.einsum("...n,dn->...d", self._fn(s), jnp.asarray(ainv, xg.dtype))))
-        return _merge_by_rep(parts, len(self.in_type))
+        return merge_by_rep(parts, len(self.in_type))
 
 
 # --- batch norm -------------------------------------------------------------------------------
-@functools.cache
-def _invariant_projector(rep: Rep) -> np.ndarray:
-    t = rep.trivial_columns()
-    return (t @ t.T).astype(np.float32)
-
-
-@functools.cache
-def _bias_columns(field_type: FieldType):
-    """Per rep group: ``(t, d)`` directions of the bias (trivial columns, regular -> all ones)."""
-    return {r: (r.trivial_columns().T * math.sqrt(r.size)).astype(np.float32) for r, _, _ in field_type.groups()}
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FieldNormSpec(NormSpec):
     """Batch norm of a steerable map field by field; subclasses are the normalisation kinds
@@ -584,7 +526,7 @@ class FieldNormSpec(NormSpec):
 
     def split(self, x: Array):
         """``[(rep, fields, x_g)]``, the fields of each representation ``(..., n_g, d)``."""
-        return _split_by_rep(self.in_type, x)
+        return split_by_rep(self.in_type, x)
 
     def moments(self, xs: Any, axis_name: Any) -> tuple[Array, Array]:
         dtype = jnp.promote_types(xs[0][2].dtype, jnp.float32)  # statistics in float32 at least
@@ -602,9 +544,9 @@ class FieldNormSpec(NormSpec):
             inv = jax.lax.rsqrt(var[fj] + epsilon)[:, None]
             if scale is not None:
                 inv = inv * scale[fj][:, None]
-            y = (xg - _lead(mg.astype(xg.dtype), xg)) * _lead(inv.astype(xg.dtype), xg)
+            y = (xg - lead(mg.astype(xg.dtype), xg)) * lead(inv.astype(xg.dtype), xg)
             parts.append((fields, y if bias is None else self._add_bias(y, rep, fields, bias)))
-        return _merge_by_rep(parts, len(self.in_type))
+        return merge_by_rep(parts, len(self.in_type))
 
     def _field_moments(self, rep: Rep, xg: jax.Array, axis_name):
         """``(mean, var)`` of the fields ``xg`` ``(..., n_g, d)`` of one representation."""
@@ -615,7 +557,7 @@ class FieldNormSpec(NormSpec):
         raise NotImplementedError
 
     def _split_mean(self, mean):
-        """Per representation (in ``_split_by_rep`` order), the mean to subtract, broadcastable
+        """Per representation (in ``split_by_rep`` order), the mean to subtract, broadcastable
         against its fields ``(..., n_g, d)``."""
         raise NotImplementedError
 
@@ -633,7 +575,7 @@ class InnerFieldNorm(FieldNormSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require_permutation(self.in_type, "FieldBatchNorm(kind='inner')", "use kind='norm'")
+        require_permutation(self.in_type, "FieldBatchNorm(kind='inner')", "use kind='norm'")
 
     def stat_shapes(self):
         return (len(self.in_type),), (len(self.in_type),)
@@ -654,7 +596,7 @@ class InnerFieldNorm(FieldNormSpec):
         return [mean[jnp.asarray(f)][:, None] for _, f, _ in self.in_type.groups()]
 
     def _add_bias(self, y, rep, fields, bias):
-        return y + _lead(bias[jnp.asarray(fields)][:, None].astype(y.dtype), y)
+        return y + lead(bias[jnp.asarray(fields)][:, None].astype(y.dtype), y)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -674,30 +616,30 @@ class NormFieldNorm(FieldNormSpec):
         return (len(self.in_type),), ((nb,) if nb else None)
 
     def _field_moments(self, rep, xg, axis_name):
-        proj = jnp.asarray(_invariant_projector(rep))
+        proj = jnp.asarray(invariant_projector(rep))
         xf = xg.astype(jnp.promote_types(xg.dtype, jnp.float32))
         m = jnp.mean(xf, axis=tuple(range(xf.ndim - 2))) @ proj  # (n_g, d)
         if axis_name is not None:
             m = jax.lax.pmean(m, axis_name)
-        var = jnp.mean(jnp.sum(jnp.square(xf - _lead(m, xf)), axis=-1), axis=tuple(range(xf.ndim - 2))) / rep.size
+        var = jnp.mean(jnp.sum(jnp.square(xf - lead(m, xf)), axis=-1), axis=tuple(range(xf.ndim - 2))) / rep.size
         if axis_name is not None:
             var = jax.lax.pmean(var, axis_name)
         return m, var
 
     def _merge_means(self, means, dtype):
-        return _merge_by_rep([(f, m[None]) for f, m in means], len(self.in_type))[0]
+        return merge_by_rep([(f, m[None]) for f, m in means], len(self.in_type))[0]
 
     def _split_mean(self, mean):
-        return [mg[0] for _, _, mg in _split_by_rep(self.in_type, mean[None])]
+        return [mg[0] for _, _, mg in split_by_rep(self.in_type, mean[None])]
 
     def _add_bias(self, y, rep, fields, bias):
-        cols = _bias_columns(self.in_type)[rep]
+        cols = bias_columns(self.in_type)[rep]
         if not cols.shape[0]:
             return y
         counts = [r.trivial_columns().shape[1] for r in self.in_type.reps]
         offsets = np.concatenate([[0], np.cumsum(counts)])
         idx = offsets[fields][:, None] + np.arange(cols.shape[0])[None]  # (n_g, t)
-        return y + _lead((bias[jnp.asarray(idx)] @ jnp.asarray(cols)).astype(y.dtype), y)
+        return y + lead((bias[jnp.asarray(idx)] @ jnp.asarray(cols)).astype(y.dtype), y)
 
 
 FIELD_NORM_KINDS: dict[str, type[FieldNormSpec]] = {"inner": InnerFieldNorm, "norm": NormFieldNorm}
@@ -787,8 +729,8 @@ class NormPool(nnx.Module):
         self.in_type.check(x, "x", "NormPool")
         x = jnp.asarray(x)
         parts = [(f, l2_norm(xg, keepdims=True))
-                 for _, f, xg in _split_by_rep(self.in_type, x)]
-        return _merge_by_rep(parts, len(self.in_type))
+                 for _, f, xg in split_by_rep(self.in_type, x)]
+        return merge_by_rep(parts, len(self.in_type))
 
 
 class FieldGroupPool(nnx.Module):
@@ -817,7 +759,7 @@ class FieldGroupPool(nnx.Module):
         self.in_type = as_field_type(in_type, "in_type")
         if mode not in ("max", "mean"):
             raise ValueError(f"`mode` must be 'max' or 'mean', got {mode!r}")
-        _require_permutation(self.in_type, "FieldGroupPool", "use NormPool for it")
+        require_permutation(self.in_type, "FieldGroupPool", "use NormPool for it")
         self.mode = mode
         g = self.in_type.group
         self.out_type = FieldType(g, [trivial_rep(g)] * len(self.in_type))
@@ -826,8 +768,8 @@ class FieldGroupPool(nnx.Module):
         self.in_type.check(x, "x", "FieldGroupPool")
         x = jnp.asarray(x)
         red = jnp.max if self.mode == "max" else jnp.mean
-        parts = [(f, red(xg, axis=-1, keepdims=True)) for _, f, xg in _split_by_rep(self.in_type, x)]
-        return _merge_by_rep(parts, len(self.in_type))
+        parts = [(f, red(xg, axis=-1, keepdims=True)) for _, f, xg in split_by_rep(self.in_type, x)]
+        return merge_by_rep(parts, len(self.in_type))
 
 
 class Restrict(nnx.Module):
@@ -860,18 +802,78 @@ class Restrict(nnx.Module):
         return x
 
 
+# Untyped callables that act on each channel separately and nonlinearly: equivariant only for
+# fields whose representations permute channels (checked by FieldSequential). softmax and
+# log_softmax mix channels but only through permutation-invariant sums: the same condition.
+_CHANNELWISE_FUNCTIONS = tuple(POINTWISE.values()) + (
+    jax.nn.softplus, jax.nn.relu6, jax.nn.celu, jax.nn.selu, jax.nn.hard_tanh, jax.nn.hard_sigmoid,
+    jax.nn.hard_silu, jax.nn.mish, jax.nn.log_sigmoid, jax.nn.soft_sign, jax.nn.squareplus,
+    jax.nn.sparse_plus, jax.nn.softmax, jax.nn.log_softmax, jnp.abs, jnp.exp, jnp.square, jnp.sign, jnp.sin,
+    jnp.cos)
+
+
+def _channelwise_kind(layer) -> str | None:
+    """What an untyped layer does channel by channel and nonlinearly ("pooling", "function",
+    "dropout"), or None if it is fine for any field type (linear in the channels, or typed)."""
+    f = layer
+    while isinstance(f, functools.partial):
+        f = f.func
+    if any(f is g for g in _CHANNELWISE_FUNCTIONS):
+        return "function"
+    if isinstance(layer, (MaxPool, MaxBlurPool)) or (isinstance(layer, GlobalPool) and layer.mode == "max"):
+        return "pooling"
+    if isinstance(layer, AdaptiveMaxPool) and layer.in_type is None:
+        return "pooling"
+    if isinstance(layer, nnx.Dropout) and not {-1, 3} & {int(d) for d in layer.broadcast_dims}:
+        return "dropout"
+    return None
+
+
+_CHANNELWISE_HINTS = {
+    "function": "NormNonlinearity, GatedNonlinearity or FourierPointwise",
+    "pooling": "NormMaxPool, AvgPool, AdaptiveAvgPool or NormPool",
+    "dropout": "FieldDropout",
+}
+
+
+def _check_channelwise(layers, i: int, field_type: FieldType, where: int) -> None:
+    kind = _channelwise_kind(layers[i])
+    if kind is None or field_type.is_permutation:
+        return
+    k = next(j for j, r in enumerate(field_type.reps) if not r.is_permutation)
+    layer, src = layers[i], layers[where]
+    f = layer
+    while isinstance(f, functools.partial):
+        f = f.func
+    name = type(layer).__name__ if isinstance(layer, nnx.Module) else getattr(f, "__name__", type(f).__name__)
+    raise ValueError(
+        f"layer {i} ({name}) acts on each channel separately and nonlinearly, which is not equivariant "
+        f"for the field type {field_type!r} output by layer {where} ({type(src).__name__}): its field {k} is "
+        f"{field_type.reps[k].name} of {field_type.group.name}, whose representation does not permute "
+        f"channels; use {_CHANNELWISE_HINTS[kind]} instead")
+
+
 class FieldSequential(nnx.Sequential):
     """``nnx.Sequential`` that checks that each typed layer's ``in_type`` equals the previous
-    typed layer's ``out_type`` (plain callables in between are passed through).
+    typed layer's ``out_type`` (plain callables in between are passed through), and that no untyped
+    layer acting on each channel separately and nonlinearly follows a field type whose
+    representations do not all permute channels (e.g. C4 irrep 1, SO(2) frequencies): such layers
+    (:class:`MaxPool`, :class:`MaxBlurPool`, :class:`GlobalPool` with mode "max",
+    :class:`AdaptiveMaxPool` without ``in_type``, ``nnx.Dropout`` with a mask per channel, and
+    elementwise functions such as ``jax.nn.relu``, ``jax.nn.gelu``, ``jnp.tanh``, ``nnx.relu``, also
+    wrapped in ``functools.partial``) break equivariance there. Linear spatial layers (``AvgPool``,
+    ``BlurPool``, ``Upsample``, ...) are allowed after any type.
 
     Args:
         *layers: modules or callables, applied in order.
 
     Raises:
-        ValueError: a layer's ``in_type`` is not the ``out_type`` of the typed layer before it.
+        ValueError: a layer's ``in_type`` is not the ``out_type`` of the typed layer before it, or a
+            channelwise nonlinear layer follows a non-permutation field type (the message names the
+            layer, the field type and the field that breaks).
 
     Example:
-        >>> import jax.numpy as jnp
+        >>> import jax, jax.numpy as jnp
         >>> from flax import nnx
         >>> from equilib import Cyclic, FieldType, nn, reps
         >>> C4 = Cyclic(4)
@@ -880,6 +882,11 @@ class FieldSequential(nnx.Sequential):
         ...                            nn.PointwiseNonlinearity(regular), nn.FieldGroupPool(regular))
         >>> model(jnp.ones((1, 5, 5, 1))).shape
         (1, 5, 5, 1)
+        >>> vectors = FieldType(C4, [reps.irrep(C4, 1)])
+        >>> nn.FieldSequential(nn.SteerableConv(scalar, vectors, 3, rngs=nnx.Rngs(0)), jax.nn.relu)
+        Traceback (most recent call last):
+            ...
+        ValueError: layer 1 (relu) acts on each channel separately and nonlinearly, ... field 0 is irrep(1) of C4, ...
     """
 
     def __init__(self, *layers):
@@ -889,6 +896,8 @@ class FieldSequential(nnx.Sequential):
             if it is not None and prev is not None and it != prev:
                 raise ValueError(f"layer {i} ({type(layer).__name__}) expects in_type {it!r} but layer "
                                  f"{where} ({type(layers[where]).__name__}) outputs {prev!r}")
+            if it is None and prev is not None:
+                _check_channelwise(layers, i, prev, where)
             ot = getattr(layer, "out_type", None)
             if ot is not None:
                 prev, where = ot, i
