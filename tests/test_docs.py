@@ -226,8 +226,23 @@ def check_05(out):
         assert _numbers(_line(out, name))[-1] < 1e-5
 
 
+def check_06(out):
+    assert _line(out, "33x33:").strip() == "33x33: []"
+    assert re.match(r"32x32: [1-9]\d* problems, the first: GroupConv", _line(out, "32x32:").strip())
+    assert max(_pairs(_line(out, "C4 U-Net, per C4 element")).values()) < 1e-5
+    d4 = _pairs(_line(out, "D4 U-Net, per D4 element"))
+    assert len(d4) == 8 and max(d4.values()) < 1e-5
+    assert min(v for g, v in _pairs(_line(out, "plain U-Net, per C4 element")).items() if g) > 0.3
+    upright, turned = _numbers(_line(out, "pixel accuracy"))
+    assert upright == turned > 0.95                                       # the prediction turns with the input
+    assert "refuses" in _line(out, "FieldMaxPool refuses")
+    assert max(_pairs(_line(out, "NormMaxPool, per C4 element")).values()) < 1e-5
+    assert max(_pairs(_line(out, "MaxPool,     per C4 element")).values()) > 0.3
+    assert _numbers(_line(out, "exported vs model"))[-1] < 1e-5
+
+
 CHECKS = {"01_translation": check_01, "02_rotation": check_02, "03_steerable": check_03,
-          "04_aps": check_04, "05_flax_integration": check_05}
+          "04_aps": check_04, "05_flax_integration": check_05, "06_unet": check_06}
 
 
 def test_every_tutorial_is_checked():

@@ -109,3 +109,18 @@ def test_bad_input_and_arguments():
         from equilib import SO2
 
         models.UNet(SO2(), rngs=nnx.Rngs(0))
+
+
+def test_hidden_head_and_per_level_widths():
+    # head_fields adds a 1x1 conv-norm-ReLU block of regular fields before the invariant head:
+    # still exactly equivariant; widths per level are taken as given
+    model = models.UNet(Cyclic(4), width=(2, 3, 5), depth=2, blocks=1, head_fields=3, num_classes=4,
+                        rngs=nnx.Rngs(0))
+    assert len(model.head) == 3 and model.head[0].conv.kernel.shape == (1, 1, 2, 4, 3)
+    _random_stats(model, 1)
+    x = smooth_random(jax.random.key(2), (1, 17, 17, 1))
+    assert_equivariant(_jit(model), x, Cyclic(4), output="plain")
+    with pytest.raises(ValueError, match="`head_fields` must be a positive integer"):
+        models.UNet(Cyclic(4), width=2, depth=2, head_fields=0, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"`width` must be an int or 3 field counts"):
+        models.UNet(Cyclic(4), width=(2, 3), depth=2, rngs=nnx.Rngs(0))

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import matplotlib
 import numpy as np
 import optax
 from flax import nnx
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 import equilib
 from equilib import Cyclic, Dihedral, FieldType, Trivial, check_exact, models, nn, reps
@@ -87,7 +89,8 @@ print("plain U-Net, per C4 element:", ", ".join(f"{g}: {e:.2f}" for g, e in erro
 # %% [markdown]
 # ## A toy segmentation task
 #
-# Images with an "L" and a bar at random places; the label of a pixel is background, L or bar.
+# Images with an "L" and a square at random places; the label of a pixel is background, L or
+# square.
 # We train the C4 U-Net on upright images only for a few dozen steps and look at its
 # prediction on a turned image.
 
@@ -98,8 +101,8 @@ def toy(n, rng, size=17):
     for i in range(n):
         r, c = rng.integers(1, 7, 2)
         labels[i, r:r + 6, c:c + 2] = labels[i, r + 4:r + 6, c:c + 5] = 1    # an L
-        r, c = rng.integers(10, 15), rng.integers(1, 9)
-        labels[i, r:r + 2, c:c + 7] = 2                                       # a bar
+        r, c = rng.integers(11, 13), rng.integers(1, 12)
+        labels[i, r:r + 4, c:c + 4] = 2                                       # a square
     images[..., 0] = (labels > 0) + 0.2 * rng.standard_normal(labels.shape)
     return jnp.asarray(images), jnp.asarray(labels)
 
@@ -120,19 +123,19 @@ def train_step(model, optimizer, x, y):
 
 
 model.train()
-losses = [float(train_step(model, optimizer, train_x, train_y)) for _ in range(40)]
+losses = [float(train_step(model, optimizer, train_x, train_y)) for _ in range(60)]
 model.eval()
 test_x, test_y = toy(16, np.random.default_rng(1))
 turned_x, turned_y = jnp.rot90(test_x, 1, axes=(1, 2)), jnp.rot90(test_y, 1, axes=(1, 2))
 acc = float(jnp.mean(jnp.argmax(apply(model, test_x), -1) == test_y))
 acc_turned = float(jnp.mean(jnp.argmax(apply(model, turned_x), -1) == turned_y))
-print(f"loss: step 1 {losses[0]:.3f}, step 40 {losses[-1]:.3f}")
+print(f"loss: step 1 {losses[0]:.3f}, step 60 {losses[-1]:.3f}")
 print(f"pixel accuracy: upright {acc:.4f}, turned by 90 degrees {acc_turned:.4f}")
 
 # %% tags=["hide-input"]
 pred, pred_turned = np.argmax(apply(model, test_x), -1)[0], np.argmax(apply(model, turned_x), -1)[0]
-fig = Figure(figsize=(10.0, 2.9), dpi=100)
-axes = fig.subplots(1, 4, gridspec_kw={"wspace": 0.08, "left": 0.01, "right": 0.99, "top": 0.84, "bottom": 0.02})
+fig = Figure(figsize=(10.0, 3.3), dpi=100)
+axes = fig.subplots(1, 4, gridspec_kw={"wspace": 0.08, "left": 0.01, "right": 0.99, "top": 0.8, "bottom": 0.02})
 panels = [(test_x[0, :, :, 0], "upright input", "gray"), (pred, "its prediction", "viridis"),
           (turned_x[0, :, :, 0], "input turned 90 deg", "gray"),
           (pred_turned, "prediction of the turned input", "viridis")]
@@ -141,10 +144,13 @@ for ax, (img, title, cmap) in zip(axes, panels):
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
+colors = [matplotlib.colormaps["viridis"](v / 2) for v in range(3)]
+fig.legend([Patch(color=c) for c in colors], ["background", "L", "square"], loc="upper center", ncols=3,
+           fontsize=9, frameon=False)
 save(fig, "06_unet_prediction.png")
 
 # %% [markdown]
-# ![An upright input and the C4 U-Net's prediction (background, L, bar), and the same input
+# ![An upright input and the C4 U-Net's prediction (background, L, square), and the same input
 # turned by 90 degrees: the prediction turns with it.](figures/06_unet_prediction.png)
 #
 # Trained on upright images only, the C4 U-Net segments the turned image exactly as the upright

@@ -131,8 +131,8 @@ class _SteerableKit(_PlainKit):
 class _Block(nnx.Module):
     """conv 3x3 (SAME, ``stride``) -> batch norm -> ReLU (or the steerable nonlinearity)."""
 
-    def __init__(self, kit: _PlainKit, a: Any, b: Any, stride: int, rngs: nnx.Rngs):
-        self.conv = kit.conv(a, b, 3, stride, rngs)
+    def __init__(self, kit: _PlainKit, a: Any, b: Any, stride: int, rngs: nnx.Rngs, kernel_size: int = 3):
+        self.conv = kit.conv(a, b, kernel_size, stride, rngs)
         self.norm = kit.norm(b, rngs)
         self.act = kit.act(b)
 
@@ -182,8 +182,17 @@ class UNet(nnx.Module):
       ``"transpose"``: a stride-2 "SAME" transposed conv ``F_{l+1} -> F_l``, ``n -> 2n - 1``, for
       sizes ``2**depth * k + 1`` only), concatenate
       ``[skip, upsampled]`` along the field axis and apply ``blocks`` blocks (-> ``F_l``);
-    * head: a 1x1 conv to ``num_classes`` and, for regular group models, pooling over the group
-      axis (``group_pool``): invariant scalar fields per pixel.
+    * head: with ``head_fields=H``, a 1x1 block (conv ``F_0 -> H``, batch norm, ReLU); then a 1x1
+      conv to ``num_classes`` and, for regular group models, pooling over the group axis
+      (``group_pool``): invariant scalar fields per pixel.
+
+    The head of a group model reads invariant features only: with mean pooling (or a steerable
+    conv to trivial fields) its logits are linear in the ``F_0`` per-field means over the group,
+    fewer numbers than the ``F_0 * |G|`` the last block computes. When ``F_0`` is small next to
+    ``num_classes`` this is a bottleneck: a C4 U-Net with ``F_0 = 4`` and 10 classes could not even
+    fit 64 training canvases of the ``segmentation`` experiment, while ``head_fields=16`` (or
+    ``F_0 = 16``) fit them. Give group models ``head_fields`` (about ``num_classes`` or more) or a
+    wide first level.
 
     Variants: ``Trivial()``: plain ``nn.Conv`` and ``nnx.BatchNorm`` (no rotation equivariance);
     ``Cyclic(n)``/``Dihedral(n)``: ``nn.LiftingConv`` then ``nn.GroupConv``, ``nn.GroupBatchNorm``
@@ -217,6 +226,8 @@ class UNet(nnx.Module):
         steerable: build the steerable variant (field types, ``nn.SteerableConv``).
         upsampling: ``"bilinear"`` (aligned corners) or ``"transpose"`` (stride-2 transposed conv).
         group_pool: ``"mean"`` or ``"max"``: the pooling of the group axis in the regular head.
+        head_fields: fields ``H`` of a hidden 1x1 block before the last conv (None: no hidden
+            block, the last conv reads the decoder's ``F_0`` fields).
         max_frequency: the band limit ``L`` of the fields of SO(2)/O(2) (steerable only).
         momentum: the batch norms' momentum (0.9, as the reference models).
         rngs: the ``nnx.Rngs`` the parameters are drawn from.
@@ -244,8 +255,8 @@ class UNet(nnx.Module):
 
     def __init__(self, group: Any = Trivial(), *, in_channels: int = 1, num_classes: int = 2,  # noqa: B008
                  width: int | Sequence[int] = 8, depth: int = 3, blocks: int = 2, steerable: bool = False,
-                 upsampling: str = "bilinear", group_pool: str = "mean", max_frequency: int = 2,
-                 momentum: float = 0.9, rngs: nnx.Rngs):
+                 upsampling: str = "bilinear", group_pool: str = "mean", head_fields: int | None = None,
+                 max_frequency: int = 2, momentum: float = 0.9, rngs: nnx.Rngs):
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.num_classes = check_positive_int("num_classes", num_classes)
         depth = check_positive_int("depth", depth)
@@ -265,7 +276,12 @@ class UNet(nnx.Module):
         up_fields = [widths[level] if upsampling == "transpose" else widths[level + 1] for level in range(depth)]
         self.decoder = nnx.List([_stage(kit, kit.cat(widths[level], up_fields[level]), widths[level], blocks, rngs)
                                  for level in range(depth)])
-        self.head = nnx.List(kit.head(widths[0], self.num_classes, group_pool, rngs))
+        hidden = []
+        if head_fields is not None:
+            hidden = [_Block(kit, widths[0], kit.fields(check_positive_int("head_fields", head_fields)), 1, rngs,
+                             kernel_size=1)]
+        last = widths[0] if head_fields is None else kit.fields(head_fields)
+        self.head = nnx.List(hidden + kit.head(last, self.num_classes, group_pool, rngs))
 
     def _upsample(self, level: int, x: jax.Array, skip: jax.Array) -> jax.Array:
         up = self.up[level]

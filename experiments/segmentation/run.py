@@ -110,7 +110,7 @@ def _model_fn(name: str, spec: UNetSpec, config: Config):
     if name not in groups:
         raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
     return lambda rngs: UNet(groups[name], in_channels=1, num_classes=NUM_CLASSES, width=spec.width,
-                             depth=config.depth, rngs=rngs)
+                             depth=config.depth, head_fields=config.head_fields, rngs=rngs)
 
 
 def _rotate_pairs(normalize):
