@@ -108,16 +108,15 @@ def smooth_random(key: PRNGKey, shape: Sequence[int], *, sigma: float = 1.5, axe
         >>> x.shape, x.dtype, round(float(x.std()), 3)
         ((2, 9, 9, 1), dtype('float32'), 1.0)
     """
-    # the blur runs in numpy: eager jnp FFTs compile once per shape (seconds each, in a test suite)
-    x = np.asarray(jax.random.normal(key, tuple(shape)), np.float64)
+    x = jax.random.normal(key, tuple(shape))
     for ax in axes:
         n = shape[ax]
         f = np.fft.fftfreq(n)
         filt = np.exp(-2.0 * (np.pi * sigma * f) ** 2)
         bshape = [1] * len(shape)
         bshape[ax] = n
-        x = np.real(np.fft.ifft(np.fft.fft(x, axis=ax) * filt.reshape(bshape), axis=ax))
-    return jnp.asarray((x / np.std(x)).astype(np.float32))
+        x = jnp.real(jnp.fft.ifft(jnp.fft.fft(x, axis=ax) * filt.reshape(bshape), axis=ax))
+    return (x / jnp.std(x)).astype(jnp.float32)
 
 
 def _check_kinds(input: str, output: str):

@@ -9,8 +9,8 @@ use MNIST training digits, test canvases test digits.
 
 Models (``equilib.models.UNet``, parameter counts within 10 %): a plain U-Net, the same trained
 with random rotations U[0, 360) of canvas and label map together, a C4 U-Net (regular fields,
-exactly equivariant at quarter turns on these sizes) and a C8 U-Net (regular fields, band-limited
-kernels: exact at quarter turns, approximate in between). Each is tested on the test canvases
+exactly equivariant at quarter turns on these sizes) and a steerable C8 U-Net (regular C8 fields,
+band-limited steerable kernels: exact at quarter turns, approximate in between). Each is tested on the test canvases
 rotated by 0, step, ... < 360 degrees (image: bilinear, zero fill; labels: the label map's
 one-hot rotated the same way, then argmax; quarter turns exactly, by ``rot90``), and its output
 equivariance error ``|f(g x) - g f(x)| / |g f(x)|`` is measured with
@@ -110,7 +110,8 @@ def _model_fn(name: str, spec: UNetSpec, config: Config):
     if name not in groups:
         raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
     return lambda rngs: UNet(groups[name], in_channels=1, num_classes=NUM_CLASSES, width=spec.width,
-                             depth=config.depth, head_fields=config.head_fields, rngs=rngs)
+                             depth=config.depth, head_fields=config.head_fields, steerable="steerable" in name,
+                             rngs=rngs)
 
 
 def _rotate_pairs(normalize):
