@@ -271,6 +271,16 @@ class ScaleConv1x1(_Conv):
     out_channels: int
 
 
+def _norm_params(module: Any, spec: Any, scale_init: Callable, bias_init: Callable) -> tuple[Any, Any]:
+    """The ``scale`` and ``bias`` params of a norm, declared as its NNX layer declares them (shapes
+    from ``spec.param_shapes()``; no ``bias`` where the spec has none); called in a compact method."""
+    scale_shape, bias_shape = spec.param_shapes()
+    scale = module.param("scale", scale_init, scale_shape, module.param_dtype) if module.use_scale else None
+    bias = (module.param("bias", bias_init, bias_shape, module.param_dtype)
+            if module.use_bias and bias_shape else None)
+    return scale, bias
+
+
 class _BatchNorm(nn.Module):
     """Base of the Linen batch norms: the NNX layer's spec, parameters, statistics and forward.
 
@@ -299,10 +309,7 @@ class _BatchNorm(nn.Module):
         mean_shape, var_shape = spec.stat_shapes()
         ra_mean = self.variable("batch_stats", "mean", zeros, None, mean_shape, jnp.float32)
         ra_var = self.variable("batch_stats", "var", ones, None, var_shape, jnp.float32)
-        scale_shape, bias_shape = spec.param_shapes()
-        scale = self.param("scale", ones, scale_shape, self.param_dtype) if self.use_scale else None
-        bias = (self.param("bias", zeros, bias_shape, self.param_dtype)
-                if self.use_bias and bias_shape else None)
+        scale, bias = _norm_params(self, spec, ones, zeros)
         y, batch = batch_norm_forward(spec, x, scale, bias, ra_mean.value, ra_var.value,
                                       use_running_average=use_ra, epsilon=epsilon, axis_name=self.axis_name,
                                       dtype=self.dtype)
@@ -412,11 +419,7 @@ class _PerSampleNorm(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         spec = self.make_spec()
         epsilon = check_epsilon(self.epsilon)
-        scale_shape, bias_shape = spec.param_shapes()
-        scale_init, bias_init = getattr(self, "scale_init", ones), getattr(self, "bias_init", zeros)
-        scale = self.param("scale", scale_init, scale_shape, self.param_dtype) if self.use_scale else None
-        bias = (self.param("bias", bias_init, bias_shape, self.param_dtype)
-                if self.use_bias and bias_shape else None)
+        scale, bias = _norm_params(self, spec, getattr(self, "scale_init", ones), getattr(self, "bias_init", zeros))
         return per_sample_norm_forward(spec, x, scale, bias, epsilon=epsilon, dtype=self.dtype)
 
 

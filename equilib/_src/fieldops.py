@@ -10,11 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from equilib.fields import FieldType
+from equilib._src.layers import set_fields
+from equilib.fields import FieldType, as_field_type
 from equilib.reps import Rep
 
-__all__ = ["POINTWISE", "bias_columns", "invariant_projector", "lead", "merge_by_rep", "pointwise_fn",
-           "require_permutation", "split_by_rep"]
+__all__ = ["POINTWISE", "bias_columns", "check_field_types", "invariant_projector", "lead", "merge_by_rep",
+           "pointwise_fn", "require_permutation", "split_by_rep"]
 
 
 def split_by_rep(field_type: FieldType, x):
@@ -72,6 +73,16 @@ def require_permutation(field_type: FieldType, layer: str, hint: str):
             raise ValueError(f"{layer} needs fields whose representation permutes channels (trivial, "
                              f"regular, quotient), but field {i} of `in_type` is {r.name} of "
                              f"{field_type.group.name}; {hint}")
+
+
+def check_field_types(spec) -> None:
+    """Check a spec's ``in_type`` and ``out_type`` (FieldTypes of the same group) and store them on
+    it (in its ``__post_init__``); TypeError or ValueError naming the argument otherwise."""
+    in_type, out_type = as_field_type(spec.in_type, "in_type"), as_field_type(spec.out_type, "out_type")
+    if in_type.group != out_type.group:
+        raise ValueError(f"`in_type` is a field type of {in_type.group.name} but `out_type` of "
+                         f"{out_type.group.name}: expected the same group")
+    set_fields(spec, in_type=in_type, out_type=out_type)
 
 
 @functools.cache

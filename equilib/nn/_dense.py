@@ -15,7 +15,7 @@ from equilib import functional as F
 from equilib._exact import warn_if_inexact_transpose, warn_if_inexact_upsample
 from equilib._src.checks import check_choice, check_input
 from equilib._src.init import Initializer, lecun_normal, zeros
-from equilib._src.layers import ConvLayer, set_fields
+from equilib._src.layers import ConvLayer, WindowSpec, set_fields
 from equilib._src.typing import Array
 from equilib.fields import FieldType
 from equilib.functional import kernel_dof
@@ -81,26 +81,29 @@ class Upsample(nnx.Module):
 
 
 # --- transposed convolutions --------------------------------------------------------------------
-def _transpose_post_init(spec: Any) -> None:
-    set_fields(spec, output_padding=check_output_padding(spec.output_padding, spec.stride, spec.padding))
-
-
-def _warn_transpose(spec: Any, x: jax.Array) -> None:
-    warn_if_inexact_transpose(spec.layer, x.shape[1:3], spec.kernel_size, spec.stride, spec.padding,
-                              spec.output_padding, stacklevel=6)
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ConvTransposeSpec(PlainConvSpec):
-    """Plain transposed convolution: kernel ``(K_h, K_w, C_in, C_out)``, bias ``(C_out,)``."""
-
-    layer = "ConvTranspose"
+class _TransposeMixin(WindowSpec):
+    """The ``output_padding`` of a transposed convolution, checked after the window; the first
+    base of each transposed spec, before the spec of the convolution it transposes (whose
+    ``__post_init__`` runs first, and whose fields come before ``output_padding``)."""
 
     output_padding: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _transpose_post_init(self)
+        set_fields(self, output_padding=check_output_padding(self.output_padding, self.stride, self.padding))
+
+    def _warn_inexact(self, x: jax.Array) -> None:
+        """An :class:`equilib.ExactnessWarning` where the output grid is not symmetric."""
+        warn_if_inexact_transpose(self.layer, x.shape[1:3], self.kernel_size, self.stride, self.padding,
+                                  self.output_padding, stacklevel=6)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConvTransposeSpec(_TransposeMixin, PlainConvSpec):
+    """Plain transposed convolution: kernel ``(K_h, K_w, C_in, C_out)``, bias ``(C_out,)``."""
+
+    layer = "ConvTranspose"
 
     def default_kernel_init(self) -> Initializer:
         # LeCun normal on the fan-in of the transposed op: an output pixel sums about K^2/s^2 taps
@@ -116,16 +119,10 @@ class ConvTransposeSpec(PlainConvSpec):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class GroupConvTransposeSpec(GroupConvSpec):
+class GroupConvTransposeSpec(_TransposeMixin, GroupConvSpec):
     """Transposed group convolution: kernel ``(K, K, C_in, |G|, C_out)``, bias ``(C_out,)``."""
 
     layer = "GroupConvTranspose"
-
-    output_padding: int = 0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _transpose_post_init(self)
 
     def default_kernel_init(self) -> Initializer:
         # GroupConv's LeCun scale (fan-in of the expanded kernel) times s^2, as ConvTransposeSpec
@@ -135,7 +132,7 @@ class GroupConvTransposeSpec(GroupConvSpec):
 
     def check(self, x: jax.Array) -> None:
         check_input(x, 5, "(batch, H, W, C, |G|)", self.in_channels, self.layer, group=self.group)
-        _warn_transpose(self, x)
+        self._warn_inexact(x)
 
     def apply(self, x, kernel, bias, precision):
         b, h, w = x.shape[:3]
@@ -148,16 +145,10 @@ class GroupConvTransposeSpec(GroupConvSpec):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SteerableConvTransposeSpec(SteerableConvSpec):
+class SteerableConvTransposeSpec(_TransposeMixin, SteerableConvSpec):
     """Transposed steerable convolution: the kernel basis of ``SteerableConv(in_type, out_type)``."""
 
     layer = "SteerableConvTranspose"
-
-    output_padding: int = 0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _transpose_post_init(self)
 
     def default_kernel_init(self) -> Initializer:
         init, scale = super().default_kernel_init(), float(self.stride)
@@ -170,7 +161,7 @@ class SteerableConvTransposeSpec(SteerableConvSpec):
 
     def check(self, x: jax.Array) -> None:
         self.in_type.check(x, "x", self.layer)
-        _warn_transpose(self, x)
+        self._warn_inexact(x)
 
     def apply(self, x, kernel, bias, precision):
         return F.conv_transpose(x, kernel, stride=self.stride, padding=self.padding,

@@ -26,10 +26,11 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
+from equilib._src.fieldops import check_field_types
 from equilib._src.init import Initializer, truncated_normal_blocks, zeros
 from equilib._src.layers import ConvLayer, ConvSpec, set_fields
 from equilib._src.typing import Array
-from equilib.fields import FieldType, as_field_type
+from equilib.fields import FieldType
 from equilib.functional._layer_norm import trivial_bias_matrix
 from equilib.groups import Group
 from equilib.reps import Rep
@@ -180,14 +181,10 @@ class FieldLinearSpec(ConvSpec):
     out_type: FieldType
 
     def __post_init__(self) -> None:
-        in_type, out_type = as_field_type(self.in_type, "in_type"), as_field_type(self.out_type, "out_type")
-        if in_type.group != out_type.group:
-            raise ValueError(f"`in_type` is a field type of {in_type.group.name} but `out_type` of "
-                             f"{out_type.group.name}: expected the same group")
-        set_fields(self, in_type=in_type, out_type=out_type)
+        check_field_types(self)
         super().__post_init__()
-        linear_basis(in_type, out_type)  # validate now (unreachable output fields)
-        set_fields(self, use_bias=bool(self.use_bias) and trivial_bias_matrix(out_type).shape[0] > 0)
+        linear_basis(self.in_type, self.out_type)  # validate now (unreachable output fields)
+        set_fields(self, use_bias=bool(self.use_bias) and trivial_bias_matrix(self.out_type).shape[0] > 0)
 
     @property
     def basis(self) -> LinearBasis:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +32,9 @@ from equilib.functional._layer_norm import (
 
 __all__ = ["FieldInstanceNormSpec", "FieldNorm", "GroupNorm", "GroupNormSpec", "LayerNorm", "check_epsilon",
            "per_sample_norm_forward"]
+
+
+_FlaxNorm = TypeVar("_FlaxNorm", nnx.GroupNorm, nnx.LayerNorm)
 
 
 def check_epsilon(epsilon: Any) -> float:
@@ -209,15 +212,20 @@ class FieldNorm(_PerSampleNorm):
 
 
 class _ExportableNorm(_PerSampleNorm):
-    def _flat_features(self) -> tuple[int, int]:
+    """NNX base of :class:`GroupNorm` and :class:`LayerNorm`: :meth:`_export_as` the Flax norm."""
+
+    def _export_as(self, nnx_cls: type[_FlaxNorm], **extra: Any) -> _FlaxNorm:
+        """``nnx_cls(C*|G|, **extra, ...)`` (``nnx.GroupNorm`` or ``nnx.LayerNorm``) on the flattened
+        map ``(B, H, W, C*|G|)``, with the scale and bias repeated over the group axis; ValueError
+        for a steerable map (a FieldType)."""
         spec = self.spec
         if spec.in_type is not None:
             raise ValueError(f"{spec.layer}.export() is for regular and plain maps (an int `num_features`): "
                              f"Flax's norms have no steerable counterpart of the invariant mean")
         g = 1 if spec.group is None else spec.group.order
-        return spec.num_features * g, g
-
-    def _copy_params(self, module: Any, g: int) -> Any:
+        module: Any = nnx_cls(spec.num_features * g, **extra, epsilon=self.epsilon, dtype=self.dtype,
+                              param_dtype=self.param_dtype, use_scale=self.scale is not None,
+                              use_bias=self.bias is not None, rngs=nnx.Rngs(0))
         if self.scale is not None:
             module.scale[...] = jnp.repeat(self.scale[...], g)
         if self.bias is not None:
@@ -298,11 +306,7 @@ class GroupNorm(_ExportableNorm):
             >>> nn.GroupNorm(2, 1, group=Dihedral(4), rngs=nnx.Rngs(0)).export().scale.shape
             (16,)
         """
-        features, g = self._flat_features()
-        module = nnx.GroupNorm(features, self.spec.num_groups, epsilon=self.epsilon, dtype=self.dtype,
-                               param_dtype=self.param_dtype, use_scale=self.scale is not None,
-                               use_bias=self.bias is not None, rngs=nnx.Rngs(0))
-        return self._copy_params(module, g)
+        return self._export_as(nnx.GroupNorm, num_groups=self.spec.num_groups)
 
 
 class LayerNorm(_ExportableNorm):
@@ -366,7 +370,4 @@ class LayerNorm(_ExportableNorm):
             >>> nn.LayerNorm(3, group=Cyclic(4), rngs=nnx.Rngs(0)).export().scale.shape
             (12,)
         """
-        features, g = self._flat_features()
-        module = nnx.LayerNorm(features, epsilon=self.epsilon, dtype=self.dtype, param_dtype=self.param_dtype,
-                               use_scale=self.scale is not None, use_bias=self.bias is not None, rngs=nnx.Rngs(0))
-        return self._copy_params(module, g)
+        return self._export_as(nnx.LayerNorm)

@@ -37,6 +37,7 @@ from equilib._src.checks import (
 from equilib._src.fieldops import (
     POINTWISE,
     bias_columns,
+    check_field_types,
     invariant_projector,
     lead,
     merge_by_rep,
@@ -122,11 +123,7 @@ class SteerableConvSpec(WindowSpec):
     frequency_cutoff: Any = None
 
     def __post_init__(self) -> None:
-        in_type, out_type = as_field_type(self.in_type, "in_type"), as_field_type(self.out_type, "out_type")
-        if in_type.group != out_type.group:
-            raise ValueError(f"`in_type` is a field type of {in_type.group.name} but `out_type` of "
-                             f"{out_type.group.name}: expected the same group")
-        set_fields(self, in_type=in_type, out_type=out_type)
+        check_field_types(self)
         super().__post_init__()
         check_group_kernel(self.kernel_size, self.padding, self.layer)
         set_fields(self, rings=tuple_or_none(self.rings, "rings"), sigma=tuple_or_none(self.sigma, "sigma"),
