@@ -1,4 +1,5 @@
-"""Configs of the segmentation experiment. ``default`` fits in about 25 minutes on 2 CPU cores.
+"""Configs of the segmentation experiment. ``default`` takes 30-60 minutes on 2 CPU cores (57
+measured on a busy machine).
 
 Canvases of 1-3 half-size MNIST digits, per-pixel labels (background or digit class, 6 and 9
 merged), trained upright, tested rotated by every multiple of ``angle_step_degrees``.
