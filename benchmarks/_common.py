@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import equilib  # noqa: F401  (before any JAX backend starts: it sets equilib's XLA:CPU flag)
+
 
 def cpu_model() -> str:
     try:
@@ -101,7 +103,7 @@ def make_train_step(model, learning_rate: float = 1e-3):
 
     opt = nnx.Optimizer(model, optax.adam(learning_rate), wrt=nnx.Param)
     graphdef, state = nnx.split((model, opt))
-    step = jax.jit(_make_train_step(graphdef, None), donate_argnums=0)
+    step = jax.jit(_make_train_step(graphdef, None, None), donate_argnums=0)
     return step, state
 
 

@@ -1,14 +1,16 @@
 """Train-step throughput and peak memory: equilib next to escnn (PyTorch) on the same architectures.
 
-    python benchmarks/escnn_compare.py                      # P4CNN batch 128, then the C16 stack
+    python benchmarks/escnn_compare.py                      # P4CNN batch 128, the C8 and C16 stacks
     python benchmarks/escnn_compare.py --models p4cnn       # P4CNN only
     python benchmarks/escnn_compare.py --quick              # a smoke run (P4CNN batch 8, no escnn)
     python benchmarks/escnn_compare.py --escnn-python /work/escnn-venv/bin/python
 
-Each equilib configuration runs in its own process (XLA reads its flags at start-up):
-the convolution path (``EQUILIB_CONV_IMPL=xla``, the ``lax.conv_general_dilated`` reference, or
-``auto``, the default fast path) on one XLA device, and on two host devices with the batch
-sharded (``--xla_force_host_platform_device_count=2``, the experiments' default). escnn runs
+Each equilib configuration runs in its own process (XLA reads its flags at start-up), with
+``XLA_FLAGS``, ``EQUILIB_CONV_IMPL`` and ``EQUILIB_XLA_FLAGS`` removed from its environment:
+**default** (what a user gets after ``pip install``: ``import equilib`` sets its XLA:CPU flag) on
+one XLA device, the same on two host devices with the batch sharded
+(``--xla_force_host_platform_device_count=2``, the experiments' default; P4CNN only), and with
+``EQUILIB_XLA_FLAGS=0`` (XLA:CPU's YNNPACK fusions left on: the default before). escnn runs
 ``tools/escnn_bench.py`` in its own venv (it pins numpy < 2) with 2 torch threads. Each process
 times ``--steps`` train steps after warm-up (median); all are started from this one run, one
 after the other, so machine noise is shared as far as it can be. Printed: images/s, ratio
@@ -19,8 +21,9 @@ set of intermediates; arguments = parameters + optimizer state + batch), for P4C
 plain-conv model of the same width (``GCNN(Trivial(), width=40)``: the same layers with 40
 plain channels instead of 10 C4 fields), so the ratio shows what the group structure costs.
 Architectures: ``tools/escnn_bench.py`` (P4CNN: lifting + five 3x3 group convs + 4x4 top,
-batch norm + ReLU, max-pool after the second layer, group and spatial max; C16: the 6-layer
-regular-field stack of ``benchmarks/build_time.py`` + group pool + spatial max + linear).
+batch norm + ReLU, max-pool after the second layer, group and spatial max; C8 / C16: the 6-layer
+regular-field stack of ``benchmarks/build_time.py`` over C8 / C16 + group pool + spatial max +
+linear).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ ROOT = os.path.dirname(HERE)
 DEFAULT_ESCNN = "/work/escnn-venv/bin/python"
 MODELS = {  # name: (batch, size, steps)
     "p4cnn": (128, 28, 10),
+    "c8": (4, 29, 3),
     "c16": (2, 29, 3),
 }
 
@@ -53,9 +57,11 @@ def _model(name, rngs):
         from equilib.groups import Trivial
         from equilib.models import GCNN
         return GCNN(Trivial(), width=40, rngs=rngs)
-    if name == "c16":
+    if name in ("c8", "c16"):
         from build_time import StackClassifier
-        return StackClassifier(rngs=rngs)
+
+        from equilib.groups import Cyclic
+        return StackClassifier(Cyclic(int(name[1:])), rngs=rngs)
     raise ValueError(f"unknown model {name!r}")
 
 
@@ -100,8 +106,9 @@ def worker(model_name, batch, size, steps, devices):
     print("RESULT " + json.dumps(out), flush=True)
 
 
-def _run(cmd, env=None):
-    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=ROOT)
+def _run(cmd, env=None, replace=False):
+    env = dict(env or {}) if replace else {**os.environ, **(env or {})}
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
     if p.returncode or not lines:
         tail = (p.stderr.strip().splitlines() or ["?"])[-1][:200]
@@ -109,10 +116,19 @@ def _run(cmd, env=None):
     return json.loads(lines[-1][7:]), None
 
 
-def equilib_run(model, batch, size, steps, impl, devices):
+# (label, environment, devices): "default" is what a user gets after `pip install`, no variable
+# set (equilib sets its XLA:CPU flag at import); the others are there to compare
+ROWS = [("equilib default, 1 device", {}, 1),
+        ("equilib default, 2 host devices", {}, 2),
+        ("EQUILIB_XLA_FLAGS=0 (YNNPACK fusions on)", {"EQUILIB_XLA_FLAGS": "0"}, 1)]
+CLEAN = ("XLA_FLAGS", "EQUILIB_CONV_IMPL", "EQUILIB_XLA_FLAGS")
+
+
+def equilib_run(model, batch, size, steps, env, devices):
     cmd = [sys.executable, os.path.abspath(__file__), f"--worker-devices={devices}", "--worker-model", model,
            "--batch", str(batch), "--size", str(size), "--steps", str(steps)]
-    return _run(cmd, {"EQUILIB_CONV_IMPL": impl})
+    base = {k: v for k, v in os.environ.items() if k not in CLEAN}
+    return _run(cmd, {**base, **env}, replace=True)
 
 
 def escnn_run(python, model, batch, size, steps):
@@ -144,7 +160,7 @@ def main(argv=None):
     sys.path.insert(0, HERE)
     import jax
     from _common import machine_info
-    print(machine_info())
+    print(machine_info() + f", load average {os.getloadavg()[0]:.2f}")
     have_escnn = not args.quick and os.path.exists(args.escnn_python)
     if not have_escnn and not args.quick:
         print(f"escnn python {args.escnn_python!r} not found: equilib rows only "
@@ -164,40 +180,33 @@ def main(argv=None):
                 print(f"  {'escnn (torch ' + ref['torch'] + ', ' + str(ref['threads']) + ' threads)':44s} "
                       f"{ref['step_s'] * 1e3:8.1f} ms/step {ref['images_per_s']:8.1f} img/s  "
                       f"{ref['cores']:.2f} cores, {ref['params']:,} params, build {ref['build_s']:.2f} s")
-        rows = [("xla", 1), ("auto", 1), ("xla", 2), ("auto", 2)]
-        if name == "c16" and not args.quick:
-            rows = [("xla", 1), ("auto", 1)]  # batch 2: nothing to shard usefully
+        rows = ROWS
+        if name != "p4cnn" and not args.quick:
+            rows = ROWS[:1]  # a few images per step: nothing to shard usefully, and minutes per row
         if jax.default_backend() != "cpu":
-            rows = [("xla", 1)]  # "auto" is "xla" off the CPU; host devices are a CPU trick
-        for impl, devices in rows:
-            r, err = equilib_run(name, batch, size, steps, impl, devices)
-            label = f"equilib impl={impl}, {devices} device(s)"
+            rows = ROWS[:1]  # the flag and host devices are CPU matters
+        for label, env, devices in rows:
+            r, err = equilib_run(name, batch, size, steps, env, devices)
             if r is None:
                 print(f"  {label:44s} failed: {err}")
                 continue
             ratio = f"  ratio to escnn {r['images_per_s'] / ref['images_per_s']:.2f}" if ref else ""
             print(f"  {label:44s} {r['step_s'] * 1e3:8.1f} ms/step {r['images_per_s']:8.1f} img/s  "
-                  f"{r['cores']:.2f} cores, {r['params']:,} params{ratio}")
+                  f"{r['cores']:.2f} cores, {r['params']:,} params{ratio}", flush=True)
         if name == "p4cnn":
             print(f"\n  peak memory of the compiled train step (XLA buffer assignment, 1 device, batch {batch})")
             mem = {}
             for model in ("p4cnn", "plain40"):
-                for impl in ("xla", "auto"):
-                    r, err = _run([sys.executable, os.path.abspath(__file__), "--worker-devices=1",
-                                   "--worker-model", model, "--batch", str(batch), "--size", str(size),
-                                   "--steps", "1"], {"EQUILIB_CONV_IMPL": impl})
-                    if r is None:
-                        print(f"  {model} impl={impl} failed: {err}")
-                        continue
-                    m = r["memory"]
-                    mem[model, impl] = m.get("temp_size_in_bytes", 0)
-                    print(f"  {model:8s} impl={impl:5s} {r['params']:7,} params: "
-                          f"temporaries {_mb(m.get('temp_size_in_bytes', 0))}, "
-                          f"arguments {_mb(m.get('argument_size_in_bytes', 0))}")
-            for impl in ("xla", "auto"):
-                if ("p4cnn", impl) in mem and mem.get(("plain40", impl)):
-                    print(f"  impl={impl}: P4CNN / plain same width temporaries ratio "
-                          f"{mem['p4cnn', impl] / mem['plain40', impl]:.3f}")
+                r, err = equilib_run(model, batch, size, 1, {}, 1)
+                if r is None:
+                    print(f"  {model} failed: {err}")
+                    continue
+                m = r["memory"]
+                mem[model] = m.get("temp_size_in_bytes", 0)
+                print(f"  {model:8s} {r['params']:7,} params: temporaries {_mb(mem[model])}, "
+                      f"arguments {_mb(m.get('argument_size_in_bytes', 0))}")
+            if mem.get("p4cnn") and mem.get("plain40"):
+                print(f"  P4CNN / plain same width temporaries ratio {mem['p4cnn'] / mem['plain40']:.3f}")
 
 
 if __name__ == "__main__":

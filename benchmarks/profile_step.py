@@ -77,7 +77,7 @@ def _categories(hlo_text: str) -> dict[str, str]:
     return cats
 
 
-def profile(model_name: str, impl: str, batch: int, size: int, steps: int):
+def profile(model_name: str, impl: str, batch: int, size: int, steps: int, top: int = 0):
     os.environ["EQUILIB_CONV_IMPL"] = impl
     model = _model(model_name, nnx.Rngs(0))
     x, y = fake_mnist(batch, size)
@@ -144,6 +144,14 @@ def profile(model_name: str, impl: str, batch: int, size: int, steps: int):
     for c, ns in per_cat.most_common():
         print(f"  {c:24s} {ns / steps / 1e6:8.1f} ms/step  {ns / total:6.1%}")
     print("  top ops: " + ", ".join(f"{n} {ns / steps / 1e6:.1f} ms" for n, ns in per_op.most_common(6)))
+    if top:
+        lines = {m.group(1): line.strip() for line in compiled.as_text().splitlines()
+                 if (m := re.match(r"\s*(?:ROOT )?%([\w.\-]+) = ", line))}
+        for n, ns in per_op.most_common(top):
+            line = lines.get(n, "")
+            shape = line.split(" = ", 1)[-1].split("(", 1)[0][:60]
+            source = re.search(r'op_name="([^"]*)"', line)
+            print(f"    {ns / steps / 1e6:7.1f} ms  {n:32s} {shape:60s} {source.group(1)[-90:] if source else ''}")
     return step_s, per_cat
 
 
@@ -155,12 +163,13 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--impls", nargs="+", default=["xla", "im2col"])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--top", type=int, default=0, help="also list the N most expensive ops with their source")
     args = p.parse_args(argv)
     if args.quick:
         args.batch, args.steps = 8, 2
     print(machine_info())
     for impl in args.impls:
-        profile(args.model, impl, args.batch, args.size, args.steps)
+        profile(args.model, impl, args.batch, args.size, args.steps, args.top)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,12 @@ augmentation), :mod:`equilib.models` (reference models) and :mod:`equilib.traini
 trainer).
 """
 
+# Before anything imports jax: XLA reads XLA_FLAGS when its first backend starts (see
+# equilib/_src/xla_flags.py; EQUILIB_XLA_FLAGS=0 opts out).
+from equilib._src.xla_flags import PerformanceWarning, configure_xla
+
+XLA_SETUP = configure_xla()
+
 # models and training are imported with the package, not on demand: they add < 0.1 s to the
 # seconds jax and flax take (optax comes with flax; orbax, ~2 s, is imported only when a
 # checkpoint is written).
@@ -37,11 +43,13 @@ __all__ = [
     "Cyclic",
     "Dihedral",
     "ExactnessWarning",
+    "PerformanceWarning",
     "FieldType",
     "Group",
     "O2",
     "SO2",
     "Trivial",
+    "XLA_SETUP",
     "check_exact",
     "data",
     "export",

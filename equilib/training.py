@@ -14,6 +14,9 @@
   augmentation, dropout) derives from ``seed`` and the epoch/step, so a run killed and resumed
   ends with the same metrics as an uninterrupted one.
 * A progress line with images/s (tqdm when installed).
+* JAX's persistent compilation cache (:func:`use_compilation_cache`), on by default in
+  ``workdir/jax_cache``: a run started again in a new process loads its compiled steps instead
+  of compiling them.
 * :func:`recalibrate_batch_norm`: batch-norm statistics from one pass over the training set
   with the final weights (the G-CNN protocol's pass before testing).
 
@@ -40,7 +43,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 __all__ = ["TrainConfig", "FitResult", "fit", "recalibrate_batch_norm", "evaluate", "predict", "data_mesh",
-           "count_params"]
+           "count_params", "use_compilation_cache"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -399,12 +402,54 @@ def _end_epoch(record: dict, state, config: TrainConfig, *, workdir, ckpt, progr
 
 
 # --- public API -------------------------------------------------------------------------------
+def use_compilation_cache(cache_dir: str | os.PathLike) -> pathlib.Path:
+    """Turn on JAX's persistent compilation cache in ``cache_dir`` for this process: every
+    computation compiled from now on is written there, and one compiled before, in any process
+    with the same jax/jaxlib, backend and ``XLA_FLAGS``, is loaded instead of compiled.
+
+    Unlike JAX's default (only computations that took >= 1 s to compile), every computation is
+    cached: a model's first jit is made of many small ones (parameter initialisation, the steps).
+    The cache is per process: calling it again with another folder switches to that folder.
+    The folder is trusted code: do not share it with users you do not trust.
+
+    Args:
+        cache_dir: the folder (created if needed).
+
+    Returns:
+        The folder, absolute.
+
+    Raises:
+        TypeError: ``cache_dir`` is not a path.
+
+    Example:
+        >>> import tempfile, jax, jax.numpy as jnp
+        >>> from equilib.training import use_compilation_cache
+        >>> folder = use_compilation_cache(tempfile.mkdtemp())
+        >>> _ = jax.jit(lambda x: x * 2.0)(jnp.ones(3))  # compiled and written to the folder
+        >>> any(folder.iterdir())
+        True
+    """
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    if not isinstance(cache_dir, (str, os.PathLike)):
+        raise TypeError(f"`cache_dir` must be a path (str or os.PathLike), got {type(cache_dir).__name__}")
+    path = pathlib.Path(cache_dir).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    if getattr(jax.config, "jax_compilation_cache_dir", None) != str(path):
+        jax.config.update("jax_compilation_cache_dir", str(path))
+        cc.reset_cache()  # the cache binds its folder once per process; let it bind the new one
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    return path
+
+
 def fit(model_fn: Callable[[nnx.Rngs], nnx.Module], train: tuple, config: TrainConfig, *,
         workdir: str | os.PathLike | None = None, val: tuple | None = None,
         augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
         mesh: Mesh | None = None, progress: bool = True,
         on_epoch_end: Callable[[int, dict], None] | None = None,
-        joint_augment: Callable[[jax.Array, jax.Array, jax.Array], tuple] | None = None) -> FitResult:
+        joint_augment: Callable[[jax.Array, jax.Array, jax.Array], tuple] | None = None,
+        cache_dir: str | os.PathLike | None = "auto") -> FitResult:
     """Train ``model_fn(nnx.Rngs(seed))`` on ``train = (images, labels)``.
 
     ``augment(key, images) -> images`` runs on device inside the jitted step, with a key
@@ -433,6 +478,9 @@ def fit(model_fn: Callable[[nnx.Rngs], nnx.Module], train: tuple, config: TrainC
         joint_augment: ``joint_augment(key, images, labels) -> (images, labels)``, for dense
             labels that must move with the images (e.g. a rotation of an image and its label
             map); after ``augment`` if both are given.
+        cache_dir: JAX's persistent compilation cache (:func:`use_compilation_cache`):
+            ``"auto"`` (default) ``workdir/jax_cache`` when there is a workdir (else JAX's
+            setting is left as it is), a folder, or None to leave JAX's setting as it is.
 
     Returns:
         A :class:`FitResult`: the trained model (eval mode) and one metrics dict per epoch.
@@ -463,6 +511,10 @@ def fit(model_fn: Callable[[nnx.Rngs], nnx.Module], train: tuple, config: TrainC
         (1, 1, 0)
     """
     (x_train, y_train), val, mesh, steps_per_epoch = _check_fit_args(train, val, config, mesh)
+    if isinstance(cache_dir, str) and cache_dir == "auto":
+        cache_dir = None if workdir is None else pathlib.Path(workdir) / "jax_cache"
+    if cache_dir is not None:
+        use_compilation_cache(cache_dir)
     root = jax.random.key(config.seed)
     model = model_fn(nnx.Rngs(params=config.seed, dropout=config.seed + 1))
     opt = nnx.Optimizer(model, _optimizer(config, steps_per_epoch), wrt=nnx.Param)

@@ -266,24 +266,9 @@ def use_host_devices() -> None:
     flags = (f"--xla_force_host_platform_device_count={n} "
              "--xla_cpu_collective_call_terminate_timeout_seconds=600 "
              "--xla_cpu_collective_timeout_seconds=600")
-    if _jaxlib_version() in YNN_OFF_TESTED:
-        # XLA:CPU's YNNPACK fusions make its convolutions ~3.5x slower here; without them the
-        # P4CNN train step ran 2.3x faster (benchmarks/RESULTS.md). The flag is experimental,
-        # and an unknown flag aborts XLA, so it is only set for jaxlib versions it was run on.
-        flags += " --xla_cpu_experimental_ynn_fusion_type="
+    # equilib itself adds the XLA:CPU flag that turns off the YNNPACK fusions when it is imported
+    # (equilib/_src/xla_flags.py), after this
     os.environ.setdefault("XLA_FLAGS", flags)
-
-
-YNN_OFF_TESTED = ("0.10.2",)
-
-
-def _jaxlib_version() -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version("jaxlib")
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def machine() -> dict:

@@ -30,3 +30,16 @@ settings.load_profile("equilib")
 def rng():
     return np.random.default_rng(0)
 
+
+
+@pytest.fixture(autouse=True)
+def _compilation_cache_per_test():
+    """``fit(workdir=...)`` turns JAX's persistent compilation cache on in the workdir, for the
+    process; put the setting back so that later tests do not write into a removed tmp dir."""
+    before = getattr(jax.config, "jax_compilation_cache_dir", None)
+    yield
+    if getattr(jax.config, "jax_compilation_cache_dir", None) != before:
+        from jax.experimental.compilation_cache import compilation_cache
+
+        jax.config.update("jax_compilation_cache_dir", before)
+        compilation_cache.reset_cache()

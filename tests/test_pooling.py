@@ -90,6 +90,28 @@ def test_max_and_avg_pool_match_flax():
     assert F.avg_pool(xi).dtype == jnp.float32
 
 
+@pytest.mark.parametrize("shape, window, padding", [((2, 8, 8, 3, 4), 2, "VALID"), ((2, 9, 7, 3), 2, "VALID"),
+                                                   ((1, 9, 9, 2), 3, "SAME"), ((1, 6, 6, 2, 4), 2, "CIRCULAR")])
+def test_tiled_max_pool_matches_reduce_window_values_and_gradients(shape, window, padding):
+    # non-overlapping windows take the reshape path; checked against reduce_window (the other path)
+    from equilib.functional._spatial_pool import _reduce_window
+
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal(shape).astype(np.float32))  # no ties
+    pooled = lambda z: F.max_pool(z, window, None, padding)
+    reference = lambda z: _reduce_window(z, -jnp.inf, jax.lax.max, window, window, [(0, 0), (0, 0)])
+    np.testing.assert_array_equal(pooled(x), reference(x))
+    weights = jnp.asarray(rng.standard_normal(reference(x).shape).astype(np.float32))
+    grad = lambda f: jax.grad(lambda z: jnp.sum(f(z) * weights))(x)
+    np.testing.assert_array_equal(grad(pooled), grad(reference))
+
+
+def test_tiled_max_pool_shares_the_gradient_of_a_tie():
+    # reduce_window's gradient gives it to one entry
+    g = jax.grad(lambda z: jnp.sum(F.max_pool(z)))(jnp.zeros((1, 2, 2, 1)))
+    np.testing.assert_allclose(g[0, ..., 0], [[0.25, 0.25], [0.25, 0.25]])
+
+
 def _blur_reference(x, k, stride, padding):
     """Zhang's BlurPool in numpy: 2D depthwise correlation with the outer binomial filter."""
     filt = F.binomial_filter(k).astype(np.float64)

@@ -470,6 +470,30 @@ def test_norm_nonlinearity_and_fourier_pointwise():
     np.testing.assert_allclose(_run(nn.FourierPointwise(tr, "relu"), xr), jax.nn.relu(xr), atol=1e-5)
 
 
+def test_inner_field_batch_norm_fused_gradient_matches_the_generic_path():
+    # InnerFieldNorm normalises each representation's fields with F.batch_norm (closed-form
+    # gradient); the generic NormSpec path (moments, then normalize) is the reference
+    from equilib._src.layers import NormSpec
+
+    t = FieldType(D4, [reps.regular_rep(D4), reps.trivial_rep(D4), reps.regular_rep(D4), reps.trivial_rep(D4)])
+    spec = nn.FieldBatchNorm(t, rngs=nnx.Rngs(0)).spec
+    x = 2.0 + 3.0 * x_of(t, size=5, batch=3)
+    scale, bias = jnp.linspace(0.5, 2.0, 4), jnp.linspace(-1.0, 1.0, 4)
+
+    def loss(method):
+        def f(x, scale, bias):
+            y, (mean, var) = method(spec, spec.split(x), scale, bias, 1e-5, None)
+            return jnp.sum(jnp.sin(y)) + jnp.sum(jnp.sin(2.0 * mean)) + jnp.sum(jnp.sin(3.0 * var))
+        return f
+
+    fused, generic = type(spec).batch_normalize, NormSpec.batch_normalize
+    assert fused is not generic
+    np.testing.assert_allclose(loss(fused)(x, scale, bias), loss(generic)(x, scale, bias), rtol=1e-5)
+    grads = [jax.grad(loss(m), (0, 1, 2))(x, scale, bias) for m in (fused, generic)]
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
 def test_field_batch_norm():
     t = FieldType(D4, [reps.regular_rep(D4)] * 2 + [reps.trivial_rep(D4)])
     x = 2.0 + 3.0 * x_of(t, size=7, batch=4)

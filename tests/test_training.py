@@ -70,6 +70,46 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path):
     np.testing.assert_array_equal(predict(resumed.model, x[:50]), predict(fresh.model, x[:50]))
 
 
+STEP_SCRIPT = textwrap.dedent("""
+    import json
+    import equilib, jax, numpy as np, optax
+    from flax import nnx
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from equilib.models import P4CNN
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, 64)
+    def loss(model, x, y):
+        return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+    step = nnx.jit(nnx.value_and_grad(loss))
+    one = step(P4CNN(rngs=nnx.Rngs(0)), x, y)
+    mesh = Mesh(np.asarray(jax.devices()[:2]), ("data",))
+    put = lambda t, spec: jax.device_put(t, NamedSharding(mesh, spec))
+    model = P4CNN(rngs=nnx.Rngs(0))
+    nnx.update(model, put(nnx.state(model), P()))
+    two = step(model, put(x, P("data")), put(y, P("data")))
+    leaves = list(zip(jax.tree.leaves(one), jax.tree.leaves(two)))
+    scale = max(float(np.max(np.abs(a))) for a, _ in leaves[1:])  # the largest gradient entry
+    norm = lambda a: float(np.max(np.abs(a)))
+    errors = [norm(a - b) / (norm(a) if norm(a) > 1e-4 * scale else scale) for a, b in leaves]
+    print(json.dumps({"devices": len(jax.devices()), "errors": errors}))
+""")
+
+
+def test_one_train_step_is_the_same_function_on_one_and_two_devices():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    p = subprocess.run([sys.executable, "-c", STEP_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(p.stdout.splitlines()[-1])
+    assert r["devices"] == 2
+    # the loss and every parameter's gradient (P4CNN, batch 64 on one device vs split over two):
+    # equal up to the order of the sums over the batch, relative to the leaf's largest entry, or
+    # to the largest gradient entry for the leaves whose true gradient is 0 (the conv biases in
+    # front of a batch norm: their computed gradient is rounding, ~1e-7, and differs entirely;
+    # measured: kernels 1e-6 apart, those biases 1.5e-6 of the largest entry)
+    assert max(r["errors"]) < 1e-5, r["errors"]
+
+
 def test_same_metrics_on_one_and_two_devices(tmp_path):
     one = run_script(tmp_path / "one", kill_at=-1, model="P4CNN", devices=1)
     two = run_script(tmp_path / "two", kill_at=-1, model="P4CNN", devices=2)
@@ -77,17 +117,17 @@ def test_same_metrics_on_one_and_two_devices(tmp_path):
     r1, r2 = json.loads(one.stdout.splitlines()[-1]), json.loads(two.stdout.splitlines()[-1])
     assert (r1["devices"], r2["devices"]) == (1, 2)
     for a, b in zip(r1["history"], r2["history"]):
-        # the same function, reduced in a different order across devices. Measured (jax and
-        # jaxlib 0.10.2, flax 0.12.8, 2026-12-01): train loss equal to 6e-8 in all three epochs,
-        # validation loss 1.3e-4, 3.4e-4, 1.4e-3 apart (the earlier session measured 1e-7 and
-        # 1.4e-4 on another machine; the unchanged 0.1.0 code gives the same numbers here). The
-        # evaluation itself agrees across 1 and 2 devices on the same parameters, so the gap
-        # grows in what the train loss does not see (the batch-norm running statistics); not yet
-        # explained, tracked in the closing note. The val tolerance covers it with a margin.
-        np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-5)
-        np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=5e-3)
-        # at most one of the 100 validation images flips (compared in images: 0.01 is not exact in binary)
-        assert round(abs(a["val_accuracy"] - b["val_accuracy"]) * 100) <= 1
+        # One step is the same function on 1 and 2 devices (the test above); over epochs the
+        # runs drift apart because Adam amplifies rounding: its first steps move every weight by
+        # about lr * sign(gradient), and the conv biases in front of a batch norm have a true
+        # gradient of 0, so their sign (and their step) comes from the order of the sums.
+        # Measured (jax/jaxlib 0.10.2, 2026-12-01, P4CNN, 3 epochs of 4 steps): train loss
+        # 0-9e-6, 4e-5-1.3e-4, 4e-5-3e-4 apart across code paths (the im2col path before
+        # happened to give bit-identical sums: 6e-8); validation loss up to 1.4e-3.
+        np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=2e-3)
+        np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=1e-2)
+        # at most two of the 100 validation images flip (compared in images: 0.01 is not exact in binary)
+        assert round(abs(a["val_accuracy"] - b["val_accuracy"]) * 100) <= 2
 
 
 def test_evaluate_under_rotation_and_bad_config(tmp_path):

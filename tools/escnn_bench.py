@@ -15,7 +15,7 @@ nonlinearities, regular fields, NCHW):
   2x2 after the second, then ``GroupPooling`` and the maximum over space: ``(B, 10)`` logits
   from ``(B, 1, 28, 28)``. The expanded filters have the shapes of equilib's P4CNN
   (40 -> 40 channels); escnn's band-limited 3x3 basis has fewer free parameters.
-* ``c16``: the 6-layer stack of ``benchmarks/build_time.py`` over ``rot2dOnR2(16)`` (regular
+* ``c16`` / ``c8``: the 6-layer stack of ``benchmarks/build_time.py`` over ``rot2dOnR2(16)`` / ``(8)`` (regular
   fields 24, 32, 36, 36, 64, 96; kernels 7, 5, 5, 5, 5, 5; padding K//2; ``R2Conv`` +
   ``InnerBatchNorm`` + ``ELU``), then ``GroupPooling``, the maximum over space and a
   ``Linear(96, 10)``.
@@ -72,8 +72,8 @@ def p4cnn(width: int = 10):
     return Net(t_in, enn.SequentialModule(*mods), Head(reg))
 
 
-def c16():
-    gs = gspaces.rot2dOnR2(16)
+def stack(n: int = 16):
+    gs = gspaces.rot2dOnR2(n)
     t_in = enn.FieldType(gs, [gs.trivial_repr])
     mods, t = [], t_in
     for w, k in zip((24, 32, 36, 36, 64, 96), (7, 5, 5, 5, 5, 5)):
@@ -85,7 +85,7 @@ def c16():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", choices=("p4cnn", "c16"), default="p4cnn")
+    ap.add_argument("--model", choices=("p4cnn", "c8", "c16"), default="p4cnn")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--size", type=int, default=28)
     ap.add_argument("--steps", type=int, default=10)
@@ -95,7 +95,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    model = p4cnn() if args.model == "p4cnn" else c16()
+    model = p4cnn() if args.model == "p4cnn" else stack(int(args.model[1:]))
     build_s = time.perf_counter() - t0
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -254,6 +254,13 @@ class NormSpec:
         """``(x - mean) / sqrt(var + epsilon) * scale + bias`` of the split input, in its dtype."""
         raise NotImplementedError
 
+    def batch_normalize(self, xs: Any, scale: jax.Array | None, bias: jax.Array | None, epsilon: float,
+                        axis_name: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        """Training mode: the split input normalised with its own moments, and the moments
+        (a spec overrides it with a fused gradient, e.g. :func:`equilib.functional.batch_norm`)."""
+        batch = self.moments(xs, axis_name)
+        return self.normalize(xs, *batch, scale, bias, epsilon), batch
+
 
 def batch_norm_forward(spec: NormSpec, x: Any, scale: jax.Array | None, bias: jax.Array | None,
                        mean: jax.Array, var: jax.Array, *, use_running_average: bool, epsilon: float,
@@ -266,10 +273,9 @@ def batch_norm_forward(spec: NormSpec, x: Any, scale: jax.Array | None, bias: ja
     mean, var = jnp.asarray(mean), jnp.asarray(var)  # as in conv_forward: numpy state works under jit
     x, scale, bias = promote_dtype((x, scale, bias), dtype=dtype)
     xs = spec.split(x)
-    batch = None if use_running_average else spec.moments(xs, axis_name)
-    if batch is not None:
-        mean, var = batch
-    return spec.normalize(xs, mean, var, scale, bias, epsilon), batch
+    if use_running_average:
+        return spec.normalize(xs, mean, var, scale, bias, epsilon), None
+    return spec.batch_normalize(xs, scale, bias, epsilon, axis_name)
 
 
 class BatchNormLayer(_SpecAttributes, nnx.Module):

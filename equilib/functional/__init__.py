@@ -18,7 +18,7 @@ from equilib.functional._conv import (
 )
 from equilib.functional._kernels import expand_group_kernel, expand_lifting_kernel, kernel_dof
 from equilib.functional._layer_norm import field_instance_norm, group_norm, layer_norm
-from equilib.functional._norm import batch_moments, normalize
+from equilib.functional._norm import batch_moments, batch_norm, normalize
 from equilib.functional._pool import group_pool
 from equilib.functional._scale import (
     scale_basis,
@@ -62,6 +62,7 @@ __all__ = [
     "avg_pool",
     "basis_config",
     "batch_moments",
+    "batch_norm",
     "field_instance_norm",
     "group_norm",
     "layer_norm",

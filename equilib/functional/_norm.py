@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 from jax import lax
 
 from equilib._src.typing import Array
 
-__all__ = ["batch_moments", "normalize"]
+__all__ = ["batch_moments", "batch_norm", "normalize"]
 
 
 def batch_moments(x: Array, *, feature_axis: int = -2, axis_name=None) -> tuple[Array, Array]:
@@ -92,3 +95,87 @@ def normalize(x: Array, mean: Array, var: Array, scale: Array | None = None,
     if bias is not None:
         y = y + b(bias).astype(x.dtype)
     return y
+
+
+def batch_norm(x: Array, scale: Array | None = None, bias: Array | None = None, *, feature_axis: int = -2,
+               epsilon: float = 1e-5, axis_name=None) -> tuple[Array, Array, Array]:
+    """Training-mode batch norm: ``x`` normalised with its own batch moments, and the moments.
+
+    The forward pass is ``normalize(x, *batch_moments(x), scale, bias)``, bit for bit. The
+    gradient is the closed form of batch norm's backward pass, ``dx = scale * rstd * (dy -
+    mean(dy) - xhat * mean(dy * xhat))`` (plus the terms of the returned moments' cotangents),
+    one pass for the two per-feature sums and one for ``dx``, instead of differentiating through
+    the moments (about 1.6x faster on CPU, ``benchmarks/RESULTS.md``). With ``axis_name`` the
+    moments are averaged across devices and the gradient is JAX's own.
+
+    Args:
+        x: a map with a feature axis, e.g. a regular map ``(B, H, W, C, |G|)``.
+        scale: ``(C,)``, or None.
+        bias: ``(C,)``, or None.
+        feature_axis: the axis of the features ``C`` (default ``-2``).
+        epsilon: added to the variance.
+        axis_name: a mapped axis name (``pmap``/``shard_map``) to average the moments across
+            devices, or None.
+
+    Returns:
+        ``(y, mean, var)``: the normalised map (``x``'s shape and dtype) and the batch moments
+        ``(C,)`` (float32 at least), as :func:`batch_moments`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> x = jax.random.normal(jax.random.key(0), (4, 5, 5, 3, 4))
+        >>> y, mean, var = F.batch_norm(x)
+        >>> bool(jnp.allclose(y, F.normalize(x, *F.batch_moments(x))))
+        True
+        >>> f = lambda g: lambda x: jnp.sum(jnp.sin(g(x)))
+        >>> a = jax.grad(f(lambda x: F.batch_norm(x)[0]))(x)
+        >>> b = jax.grad(f(lambda x: F.normalize(x, *F.batch_moments(x))))(x)
+        >>> bool(jnp.allclose(a, b, atol=1e-5))
+        True
+    """
+    fa = feature_axis % x.ndim
+    if axis_name is not None:
+        mean, var = batch_moments(x, feature_axis=fa, axis_name=axis_name)
+        return normalize(x, mean, var, scale, bias, feature_axis=fa, epsilon=epsilon), mean, var
+    return _batch_norm(x, scale, bias, fa, float(epsilon))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _batch_norm(x, scale, bias, feature_axis: int, epsilon: float):
+    return _batch_norm_fwd(x, scale, bias, feature_axis, epsilon)[0]
+
+
+def _batch_norm_fwd(x, scale, bias, feature_axis, epsilon):
+    mean, var = batch_moments(x, feature_axis=feature_axis)
+    y = normalize(x, mean, var, scale, bias, feature_axis=feature_axis, epsilon=epsilon)
+    return (y, mean, var), (x, mean, var, scale, bias)
+
+
+def _batch_norm_bwd(feature_axis, epsilon, res, cotangents):
+    x, mean, var, scale, bias = res
+    dy, dmean, dvar = cotangents
+    shape = [1] * x.ndim
+    shape[feature_axis] = x.shape[feature_axis]
+    axes = tuple(a for a in range(x.ndim) if a != feature_axis)
+    n = x.size // x.shape[feature_axis]
+    ft = mean.dtype  # float32 at least, as the moments
+
+    def b(v):
+        return jnp.reshape(v, shape)
+
+    rstd = lax.rsqrt(var + epsilon)
+    xhat = (x.astype(ft) - b(mean)) * b(rstd)
+    g = dy.astype(ft)
+    sum_g, sum_gx = jnp.sum(g, axis=axes), jnp.sum(g * xhat, axis=axes)
+    s = rstd if scale is None else scale.astype(ft) * rstd
+    # dx = s (g - mean(g) - xhat mean(g xhat)) + dmean / n + dvar * 2 (x - mean) / n
+    offset = -s * sum_g / n + dmean / n
+    slope = -s * sum_gx / n + 2.0 * dvar / (n * rstd)
+    dx = (b(s) * g + b(offset) + b(slope) * xhat).astype(x.dtype)
+    dscale = None if scale is None else sum_gx.astype(scale.dtype)
+    dbias = None if bias is None else sum_g.astype(bias.dtype)
+    return dx, dscale, dbias
+
+
+_batch_norm.defvjp(_batch_norm_fwd, _batch_norm_bwd)

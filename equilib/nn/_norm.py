@@ -11,7 +11,7 @@ from flax import nnx
 
 from equilib._src.checks import check_finite_group, check_input, check_positive_int
 from equilib._src.layers import BatchNormLayer, NormSpec, set_fields
-from equilib.functional import batch_moments, normalize
+from equilib.functional import batch_moments, batch_norm, normalize
 from equilib.groups import Group
 
 __all__ = ["GroupBatchNorm", "GroupBatchNormSpec"]
@@ -45,6 +45,10 @@ class GroupBatchNormSpec(NormSpec):
 
     def normalize(self, x, mean, var, scale, bias, epsilon):
         return normalize(x, mean, var, scale, bias, feature_axis=-2, epsilon=epsilon)
+
+    def batch_normalize(self, x, scale, bias, epsilon, axis_name):
+        y, mean, var = batch_norm(x, scale, bias, feature_axis=-2, epsilon=epsilon, axis_name=axis_name)
+        return y, (mean, var)
 
 
 class GroupBatchNorm(BatchNormLayer):
