@@ -372,13 +372,14 @@ def _modules_with_examples() -> list[str]:
     return names
 
 
-def test_docstring_examples_pass():
-    names = _modules_with_examples()
-    assert "equilib._exact" in names
-    attempted = 0
-    for name in names:
-        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS
-                                 | doctest.NORMALIZE_WHITESPACE, verbose=False, report=True)
-        assert result.failed == 0, f"doctest failures in {name} (see the report above)"
-        attempted += result.attempted
-    assert attempted >= 1
+def test_the_examples_are_found():
+    assert "equilib._exact" in _modules_with_examples()
+
+
+@pytest.mark.parametrize("name", _modules_with_examples())
+def test_docstring_examples_pass(name):
+    # one test per module, so that pytest-xdist spreads them (together they take minutes)
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS
+                             | doctest.NORMALIZE_WHITESPACE, verbose=False, report=True)
+    assert result.failed == 0, f"doctest failures in {name} (see the report above)"
+    assert result.attempted >= 1
