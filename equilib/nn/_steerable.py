@@ -526,12 +526,16 @@ class FieldNormSpec(NormSpec):
         return split_by_rep(self.in_type, x)
 
     def moments(self, xs: Any, axis_name: Any) -> tuple[Array, Array]:
-        dtype = jnp.promote_types(xs[0][2].dtype, jnp.float32)  # statistics in float32 at least
-        stats = [(fields, self._field_moments(rep, xg, axis_name)) for rep, fields, xg in xs]
+        stats = [(fields, *self._field_moments(rep, xg, axis_name)) for rep, fields, xg in xs]
+        return self._merge_stats(stats)
+
+    def _merge_stats(self, stats) -> tuple[Array, Array]:
+        """``(mean, var)`` batch statistics from ``[(fields, mean, var)]`` per representation."""
+        dtype = stats[0][2].dtype  # float32 at least, as the moments
         var_all = jnp.zeros((len(self.in_type),), dtype)
-        for fields, (_, var) in stats:
+        for fields, _, var in stats:
             var_all = var_all.at[jnp.asarray(fields)].set(var)
-        return self._merge_means([(fields, mean) for fields, (mean, _) in stats], dtype), var_all
+        return self._merge_means([(fields, mean) for fields, mean, _ in stats], dtype), var_all
 
     def normalize(self, xs: Any, mean: Array, var: Array, scale: Array | None, bias: Array | None,
                   epsilon: float) -> Array:
@@ -591,13 +595,8 @@ class InnerFieldNorm(FieldNormSpec):
             y, mean, var = batch_norm(xg, None if scale is None else scale[fj], None if bias is None else bias[fj],
                                       feature_axis=-2, epsilon=epsilon, axis_name=axis_name)
             parts.append((fields, y))
-            stats.append((fj, mean, var))
-        n = len(self.in_type)
-        mean_all = jnp.zeros((n,), stats[0][1].dtype)
-        var_all = jnp.zeros((n,), stats[0][2].dtype)
-        for fj, mean, var in stats:
-            mean_all, var_all = mean_all.at[fj].set(mean), var_all.at[fj].set(var)
-        return merge_by_rep(parts, n), (mean_all, var_all)
+            stats.append((fields, mean, var))
+        return merge_by_rep(parts, len(self.in_type)), self._merge_stats(stats)
 
     def _merge_means(self, means, dtype):
         mean_all = jnp.zeros((len(self.in_type),), dtype)
