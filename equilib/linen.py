@@ -7,7 +7,10 @@ initialisers: convolutions have params ``kernel`` and ``bias``; batch norms have
 marked mutable in training as for ``flax.linen.BatchNorm``). Given the same parameters, a
 wrapper and its NNX layer compute the same function. The constructor arguments are those of
 the NNX layer without ``rngs`` (Linen draws from the ``"params"`` stream of ``init``); the ones
-after the leading positional arguments are keyword-only.
+after the leading positional arguments are keyword-only. Layers without parameters or state
+(``MaxPool``, ``BlurPool``, ``GroupPool``, ``Upsample``, ``FieldMaxPool``, ``NormMaxPool``,
+``AdaptiveAvgPool``/``AdaptiveMaxPool``, ...) have no wrapper: inside a Linen module call their
+functions in :mod:`equilib.functional` (``max_pool``, ``upsample``, ``norm_max_pool``, ...).
 """
 
 from __future__ import annotations
