@@ -15,11 +15,18 @@ from equilib._src.xla_flags import PerformanceWarning, configure_xla
 
 XLA_SETUP = configure_xla()
 
+# A process started by `python -m equilib.launch` (or with EQUILIB_DISTRIBUTED=1 on a cluster)
+# joins its multi-process run here, before anything starts a backend (equilib/distributed.py).
+from equilib.distributed import initialize_from_env
+
+initialize_from_env()
+
 # models and training are imported with the package, not on demand: they add < 0.1 s to the
 # seconds jax and flax take (optax comes with flax; orbax, ~2 s, is imported only when a
 # checkpoint is written).
 from equilib import (
     data,
+    distributed,
     fields,
     functional,
     groups,
@@ -52,6 +59,7 @@ __all__ = [
     "XLA_SETUP",
     "check_exact",
     "data",
+    "distributed",
     "export",
     "fields",
     "functional",

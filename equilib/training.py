@@ -8,6 +8,13 @@
   ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` (set before importing jax); on a busy
   machine also raise XLA:CPU's 40 s collective timeout
   (``--xla_cpu_collective_call_terminate_timeout_seconds=600``), as ``experiments`` does.
+* Multi-process runs (one process per host; :mod:`equilib.distributed`,
+  ``python -m equilib.launch``) work unchanged: the mesh spans every process' devices, each
+  process feeds only its devices' rows of every global batch (the same batches and keys as one
+  process), metrics are global, only process 0 writes ``config.json``, ``metrics.jsonl`` and the
+  progress line, and orbax writes the checkpoints from all processes together.
+* A mixed-precision policy, ``TrainConfig(compute_dtype="bfloat16")``: bfloat16 compute,
+  float32 parameters, optimizer state, batch-norm statistics and loss.
 * A workdir with ``config.json``, ``metrics.jsonl`` (one line per epoch) and orbax checkpoints
   (every ``checkpoint_every`` epochs, the last two kept). ``fit`` on a workdir that holds a
   checkpoint resumes from it; every source of randomness (initialisation, shuffling,
@@ -68,10 +75,16 @@ class TrainConfig:
         eval_batch_size: images per evaluation step (int >= 1).
         checkpoint_every: write a checkpoint every this many epochs (and after the last);
             0 disables checkpoints.
+        compute_dtype: the mixed-precision policy: None (default) computes in the model's own
+            dtypes; ``"bfloat16"`` casts the floating parameters and the images to bfloat16
+            inside each step (forward and backward in bfloat16, for GPUs and TPUs) while the
+            parameters, the optimizer state, the batch-norm statistics and the loss stay
+            float32; ``"float32"`` casts to float32. The validation during training uses it
+            too; the returned model holds float32 parameters.
 
     Raises:
         ValueError: ``epochs``, ``batch_size`` or ``eval_batch_size`` not a positive integer,
-            an unknown ``optimizer``, or ``learning_rate`` not > 0.
+            an unknown ``optimizer`` or ``compute_dtype``, or ``learning_rate`` not > 0.
 
     Example:
         >>> from equilib.training import TrainConfig
@@ -94,6 +107,7 @@ class TrainConfig:
     seed: int = 0
     eval_batch_size: int = 1000
     checkpoint_every: int = 1  # epochs; 0 disables checkpoints
+    compute_dtype: str | None = None  # None | "float32" | "bfloat16"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -104,10 +118,38 @@ class TrainConfig:
             raise ValueError(f"`optimizer` must be 'adam' or 'sgd', got {self.optimizer!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate!r}")
+        if self.compute_dtype is not None:
+            object.__setattr__(self, "compute_dtype", _policy_name(self.compute_dtype))
         object.__setattr__(self, "lr_decay_epochs", tuple(int(e) for e in self.lr_decay_epochs))
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
+
+
+_POLICY_DTYPES = ("float32", "bfloat16")
+
+
+def _policy_name(dtype) -> str:
+    """The name of a compute dtype of the policy, or a ValueError (float16 would need loss scaling)."""
+    try:
+        name = jnp.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in _POLICY_DTYPES:
+        raise ValueError(f"`compute_dtype` must be None, 'float32' or 'bfloat16', got {dtype!r}"
+                         + (" (float16 would need loss scaling)" if name == "float16" else ""))
+    return name
+
+
+def _cast_floating(tree, dtype):
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def _in_compute_dtype(model: nnx.Module, dtype) -> nnx.Module:
+    """A copy of ``model`` whose floating parameters are ``dtype``; its other state (batch-norm
+    statistics, RNG counters) is that of ``model`` (read back with ``nnx.state(copy, nnx.Not(nnx.Param))``)."""
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
+    return nnx.merge(graphdef, _cast_floating(params, dtype), rest)
 
 
 @dataclasses.dataclass
@@ -155,6 +197,50 @@ def data_mesh(devices: Sequence | None = None) -> Mesh:
         (('data',), 1)
     """
     return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("data",))
+
+
+def _replicate(tree, mesh: Mesh):
+    """``tree`` on every device of ``mesh``, also of other processes (each process passes the same
+    values). Typed PRNG keys go as their raw bits: ``device_put`` cannot send them to another
+    process' devices."""
+    sharding = NamedSharding(mesh, P())
+
+    def put(a):
+        if jnp.issubdtype(getattr(a, "dtype", np.float32), jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(jax.device_put(jax.random.key_data(a), sharding),
+                                            impl=jax.random.key_impl(a))
+        return jax.device_put(a, sharding)
+
+    return jax.tree.map(put, tree)
+
+
+def _global_batch(x: np.ndarray, rows: np.ndarray | None, sharding: NamedSharding) -> jax.Array:
+    """``x[rows]`` (``rows`` None: all of ``x``) as one array split along its first axis over the
+    mesh; each process reads only the rows of its own devices, so a multi-process run feeds
+    every global batch once."""
+    n = len(x) if rows is None else len(rows)
+
+    def shard(index):
+        first = index[0]
+        part = x[first] if rows is None else x[rows[first]]
+        return part[(slice(None),) + tuple(index[1:])]
+
+    return jax.make_array_from_callback((n,) + x.shape[1:], sharding, shard)
+
+
+def _to_host(a: jax.Array) -> np.ndarray:
+    """The whole of ``a`` as a numpy array in every process (gathered across processes if needed)."""
+    if a.is_fully_addressable or a.is_fully_replicated:
+        return np.asarray(a)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+
+def _write_atomic(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def count_params(model: nnx.Module) -> int:
@@ -244,13 +330,23 @@ def _loss_and_logits(model, x, y):
     return loss, logits
 
 
+def _policy_loss_and_logits(model, x, y, compute_dtype):
+    low = _in_compute_dtype(model, compute_dtype)
+    logits = low(x.astype(compute_dtype)).astype(jnp.float32)
+    # the batch-norm statistics (and RNG counters) it updated, in the model's own dtypes (float32)
+    nnx.update(model, jax.tree.map(lambda new, old: new if new.dtype == old.dtype else new.astype(old.dtype),
+                                   nnx.state(low, nnx.Not(nnx.Param)), nnx.state(model, nnx.Not(nnx.Param))))
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return loss, logits
+
+
 def _correct(logits, y):
     """Per example, the fraction of its labels predicted right (0 or 1 for one label per example)."""
     hits = jnp.argmax(logits, -1) == y
     return hits if y.ndim == 1 else jnp.mean(hits.reshape(y.shape[0], -1), axis=1)
 
 
-def _make_train_step(graphdef, augment, joint_augment):
+def _make_train_step(graphdef, augment, joint_augment, compute_dtype=None):
     def step(state, x, y, key):
         model, opt = nnx.merge(graphdef, state)
         model.train()
@@ -258,20 +354,28 @@ def _make_train_step(graphdef, augment, joint_augment):
             x = augment(key, x)
         if joint_augment is not None:
             x, y = joint_augment(key, x, y)
-        (loss, logits), grads = nnx.value_and_grad(_loss_and_logits, has_aux=True)(model, x, y)
+        if compute_dtype is None:
+            (loss, logits), grads = nnx.value_and_grad(_loss_and_logits, has_aux=True)(model, x, y)
+        else:  # differentiate through the cast: the gradients arrive float32, as the parameters
+            (loss, logits), grads = nnx.value_and_grad(_policy_loss_and_logits, has_aux=True)(model, x, y,
+                                                                                              compute_dtype)
         opt.update(model, grads)
         return nnx.state((model, opt)), {"loss_sum": loss * y.shape[0], "correct": jnp.sum(_correct(logits, y))}
 
     return step
 
 
-def _make_eval_step(graphdef, transform):
+def _make_eval_step(graphdef, transform, compute_dtype=None):
     def step(state, x, y, mask, arg):
         model, _ = nnx.merge(graphdef, state)
         model.eval()
         if transform is not None:
             x = transform(x, arg)
+        if compute_dtype is not None:
+            model, x = _in_compute_dtype(model, compute_dtype), x.astype(compute_dtype)
         logits = model(x)
+        if compute_dtype is not None:
+            logits = logits.astype(jnp.float32)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         if y.ndim > 1:  # dense labels: each example's mean over its positions
             losses = jnp.mean(losses.reshape(y.shape[0], -1), axis=1)
@@ -337,7 +441,9 @@ def _open_workdir(workdir: pathlib.Path, config: TrainConfig, state):
     latest checkpoint into ``state`` and keep the metrics of the epochs it covers.
 
     Returns ``(state, start_epoch, history, checkpoints or None)``."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    primary = jax.process_index() == 0  # in a multi-process run only process 0 writes files
+    if primary:
+        workdir.mkdir(parents=True, exist_ok=True)
     cfg_path = workdir / "config.json"
     cfg = config.to_json()
     existing = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
@@ -347,7 +453,8 @@ def _open_workdir(workdir: pathlib.Path, config: TrainConfig, state):
         raise ValueError(f"`workdir` ({workdir}) holds a run with another config ({old}); resuming needs "
                          f"the same config (only `epochs` may grow): use a new workdir")
     existing["train"] = cfg
-    cfg_path.write_text(json.dumps(existing, indent=2))
+    if primary:
+        _write_atomic(cfg_path, json.dumps(existing, indent=2))
     start_epoch, ckpt, history = 0, None, []
     if config.checkpoint_every:
         ckpt = _Checkpoints(workdir / "checkpoints")
@@ -359,7 +466,8 @@ def _open_workdir(workdir: pathlib.Path, config: TrainConfig, state):
     if metrics_path.exists():  # keep the epochs the checkpoint covers, drop the rest
         lines = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
         history = [m for m in lines if m["epoch"] <= start_epoch]
-        metrics_path.write_text("".join(json.dumps(m) + "\n" for m in history))
+        if primary:
+            _write_atomic(metrics_path, "".join(json.dumps(m) + "\n" for m in history))
     return state, start_epoch, history, ckpt
 
 
@@ -373,8 +481,8 @@ def _train_epoch(train_step, state, train, root, epoch: int, config: TrainConfig
     loss_sum = correct = 0.0
     for i in range(steps_per_epoch):
         idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
-        xb = jax.device_put(x_train[idx], sharded)
-        yb = jax.device_put(y_train[idx], sharded)
+        xb = _global_batch(x_train, idx, sharded)
+        yb = _global_batch(y_train, idx, sharded)
         key = jax.random.fold_in(jax.random.fold_in(root, 10_000 + epoch), i)
         state, m = train_step(state, xb, yb, key)
         loss_sum += m["loss_sum"]
@@ -392,8 +500,9 @@ def _end_epoch(record: dict, state, config: TrainConfig, *, workdir, ckpt, progr
     """Append the epoch's metrics to ``metrics.jsonl``, checkpoint when due, print a line."""
     epoch = record["epoch"]
     if workdir is not None:
-        with open(workdir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if jax.process_index() == 0:
+            with open(workdir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
         if ckpt is not None and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
             ckpt.save(epoch, state)
     if progress:
@@ -511,6 +620,7 @@ def fit(model_fn: Callable[[nnx.Rngs], nnx.Module], train: tuple, config: TrainC
         (1, 1, 0)
     """
     (x_train, y_train), val, mesh, steps_per_epoch = _check_fit_args(train, val, config, mesh)
+    progress = progress and jax.process_index() == 0  # one progress line in a multi-process run
     if isinstance(cache_dir, str) and cache_dir == "auto":
         cache_dir = None if workdir is None else pathlib.Path(workdir) / "jax_cache"
     if cache_dir is not None:
@@ -527,10 +637,10 @@ def fit(model_fn: Callable[[nnx.Rngs], nnx.Module], train: tuple, config: TrainC
 
     replicated = NamedSharding(mesh, P())
     sharded = NamedSharding(mesh, P("data"))
-    state = jax.device_put(state, replicated)
-    train_step = jax.jit(_make_train_step(graphdef, augment, joint_augment), donate_argnums=0,
+    state = _replicate(state, mesh)
+    train_step = jax.jit(_make_train_step(graphdef, augment, joint_augment, config.compute_dtype), donate_argnums=0,
                          out_shardings=(replicated, replicated))
-    eval_step = jax.jit(_make_eval_step(graphdef, None))
+    eval_step = jax.jit(_make_eval_step(graphdef, None, config.compute_dtype))
 
     t_start = time.perf_counter()
     for epoch in range(start_epoch + 1, config.epochs + 1):
@@ -544,9 +654,15 @@ def fit(model_fn: Callable[[nnx.Rngs], nnx.Module], train: tuple, config: TrainC
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
 
-    model, _ = nnx.merge(graphdef, jax.device_get(state))
+    model, _ = nnx.merge(graphdef, jax.tree.map(_to_host_state, state))
     model.eval()
     return FitResult(model, history, time.perf_counter() - t_start, start_epoch)
+
+
+def _to_host_state(a):
+    if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):  # keys stay JAX arrays, on this process' first device
+        return jax.random.wrap_key_data(jnp.asarray(_to_host(jax.random.key_data(a))), impl=jax.random.key_impl(a))
+    return _to_host(a)
 
 
 def _batch_norms(model: nnx.Module) -> list:
@@ -614,7 +730,7 @@ def recalibrate_batch_norm(model: nnx.Module, images, *, batch_size: int,
         return
     modes, momenta = _modes(model), [m.momentum for m in bns]
     # replicate the state over the mesh first: otherwise the second call sees new shardings and recompiles
-    nnx.update(model, jax.device_put(nnx.state(model), NamedSharding(mesh, P())))
+    nnx.update(model, _replicate(nnx.state(model), mesh))
     saved = jax.tree.map(lambda a: a, nnx.state(model, nnx.BatchStat))  # a snapshot: state() gives references
     try:
         for m in bns:
@@ -652,7 +768,7 @@ def _average_batch_stats(model, x, batch_size: int, augment, key, mesh) -> None:
 
     total, n_batches = None, max(len(x) // batch_size, 1)
     for i in range(n_batches):
-        step(model, jax.device_put(x[i * batch_size:(i + 1) * batch_size], sharded), jax.random.fold_in(key, i))
+        step(model, _global_batch(x[i * batch_size:(i + 1) * batch_size], None, sharded), jax.random.fold_in(key, i))
         # a copy: nnx.state holds the model's own variables, which the next batch overwrites
         stats = jax.tree.map(lambda a: a, nnx.state(model, nnx.BatchStat))
         total = stats if total is None else jax.tree.map(lambda a, b: a + b, total, stats)
@@ -678,11 +794,12 @@ def _evaluate_state(step, state, x, y, *, batch_size, mesh, arg=None, return_log
     loss_sum = correct = 0.0
     logits = []
     for xb, yb, mask, n in _batches(x, y, batch_size, mesh.devices.size):
-        m = step(state, jax.device_put(xb, sharded), jax.device_put(yb, sharded), jax.device_put(mask, sharded), arg)
+        m = step(state, _global_batch(xb, None, sharded), _global_batch(yb, None, sharded),
+                 _global_batch(mask, None, sharded), arg)
         loss_sum += float(m["loss_sum"])
         correct += float(m["correct"])
         if return_logits:
-            logits.append(np.asarray(m["logits"])[:n])
+            logits.append(_to_host(m["logits"])[:n])
     out: dict = {"loss": loss_sum / len(x), "accuracy": correct / len(x)}
     if return_logits:
         out["logits"] = np.concatenate(logits)
@@ -691,12 +808,12 @@ def _evaluate_state(step, state, x, y, *, batch_size, mesh, arg=None, return_log
 
 def _replicated_state(model, mesh):
     graphdef, state = nnx.split((model, nnx.Optimizer(model, optax.identity(), wrt=nnx.Param)))
-    return graphdef, jax.device_put(state, NamedSharding(mesh, P()))
+    return graphdef, _replicate(state, mesh)
 
 
 def evaluate(model: nnx.Module, images, labels, *, batch_size: int = 1000,
              transform: Callable | None = None, params: Sequence | None = None,
-             mesh: Mesh | None = None) -> dict | list[dict]:
+             mesh: Mesh | None = None, compute_dtype: str | None = None) -> dict | list[dict]:
     """Mean loss and accuracy of ``model`` (in eval mode) on ``(images, labels)``.
 
     With ``transform(images, p) -> images`` and a sequence ``params``, returns one result per
@@ -712,14 +829,16 @@ def evaluate(model: nnx.Module, images, labels, *, batch_size: int = 1000,
         transform: ``transform(images, p) -> images`` applied on device to each batch.
         params: the values ``p`` of ``transform``'s second argument, required with it.
         mesh: a 1-D ``"data"`` mesh (default :func:`data_mesh`).
+        compute_dtype: None, or ``"float32"``/``"bfloat16"``: the model's floating parameters and
+            the images cast to it (``TrainConfig.compute_dtype``); the loss in float32.
 
     Returns:
         ``{"loss": mean cross-entropy, "accuracy": fraction correct}`` (Python floats), or a
         list of them, one per ``p`` in ``params``.
 
     Raises:
-        ValueError: images not ``(N, H, W, C)``, labels not ``(N,)``, or ``transform`` without
-            ``params``.
+        ValueError: images not ``(N, H, W, C)``, labels not ``(N,)``, ``transform`` without
+            ``params``, or an unknown ``compute_dtype``.
 
     Example:
         A classifier with zero weights predicts class 0 with loss ``log(3)``:
@@ -738,9 +857,10 @@ def evaluate(model: nnx.Module, images, labels, *, batch_size: int = 1000,
         [0.5, 0.5]
     """
     x, y = _check_data(images, labels, "images/labels")
+    compute_dtype = None if compute_dtype is None else _policy_name(compute_dtype)
     mesh = mesh or data_mesh()
     graphdef, state = _replicated_state(model, mesh)
-    step = jax.jit(_make_eval_step(graphdef, transform))
+    step = jax.jit(_make_eval_step(graphdef, transform, compute_dtype))
     if transform is None:
         return _evaluate_state(step, state, x, y, batch_size=batch_size, mesh=mesh)
     if params is None:
@@ -749,7 +869,8 @@ def evaluate(model: nnx.Module, images, labels, *, batch_size: int = 1000,
             for p in params]
 
 
-def predict(model: nnx.Module, images, *, batch_size: int = 1000, mesh: Mesh | None = None) -> np.ndarray:
+def predict(model: nnx.Module, images, *, batch_size: int = 1000, mesh: Mesh | None = None,
+            compute_dtype: str | None = None) -> np.ndarray:
     """Logits ``(N, num_classes)`` (or ``(N, ..., num_classes)``, e.g. per pixel) of ``model`` in eval mode.
 
     Args:
@@ -758,6 +879,7 @@ def predict(model: nnx.Module, images, *, batch_size: int = 1000, mesh: Mesh | N
         images: ``(N, H, W, C)`` images (numpy; cast to float32).
         batch_size: images per step (the last batch is padded; the padding is dropped).
         mesh: a 1-D ``"data"`` mesh (default :func:`data_mesh`).
+        compute_dtype: None, or ``"float32"``/``"bfloat16"`` as in :func:`evaluate`.
 
     Returns:
         A float32 numpy array ``(N, num_classes)`` (or ``(N, ..., num_classes)``).
@@ -772,9 +894,10 @@ def predict(model: nnx.Module, images, *, batch_size: int = 1000, mesh: Mesh | N
         ((5, 3), dtype('float32'))
     """
     x = np.asarray(images, np.float32)
+    compute_dtype = None if compute_dtype is None else _policy_name(compute_dtype)
     mesh = mesh or data_mesh()
     graphdef, state = _replicated_state(model, mesh)
-    step = jax.jit(_make_eval_step(graphdef, None))
+    step = jax.jit(_make_eval_step(graphdef, None, compute_dtype))
     # dummy labels shaped as the logits without their last axis (one per image, or per pixel)
     out = jax.eval_shape(lambda s, xb: nnx.merge(graphdef, s)[0](xb), state,
                          jax.ShapeDtypeStruct((1,) + x.shape[1:], jnp.float32))

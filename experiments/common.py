@@ -24,6 +24,7 @@ import json
 import os
 import pathlib
 import platform
+import shlex
 import sys
 import time
 import types
@@ -303,9 +304,11 @@ def parse_args(name: str, configs: Mapping[str, ExperimentConfig],
 
 
 def main(name: str, configs: Mapping[str, ExperimentConfig], run: Callable, plot: Callable,
-         argv=None) -> dict:
+         argv=None, finish: Callable | None = None) -> dict:
     """Run the experiment ``name`` as the command line says; write ``results.json`` and the
-    figure into the workdir. Returns the results."""
+    figure into the workdir. ``finish(results, workdir) -> results``, if given, sees the results
+    with the run's command and wall time before they are written (e.g. to merge them with
+    earlier pieces of a long run). Returns the results."""
     config, args = parse_args(name, configs, argv)
     workdir = pathlib.Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -314,13 +317,23 @@ def main(name: str, configs: Mapping[str, ExperimentConfig], run: Callable, plot
     results.update({"experiment": name, "config": config.to_json(), "seed": config.seed, "machine": machine(),
                     "wall_seconds": time.perf_counter() - t0,
                     "command": f"python -m experiments.{name} --config {args.config} --workdir {args.workdir}"
-                               + "".join(f" --set {a}" for a in args.set)
+                               + "".join(f" --set {shlex.quote(a)}" for a in args.set)
                                + (f" --seed {args.seed}" if args.seed is not None else "")})
-    save_json(workdir / "results.json", results)
-    figs = plot(results, workdir / name)
-    print(f"wrote {workdir / 'results.json'} and {', '.join(str(f) for f in figs)} "
-          f"({results['wall_seconds']:.0f} s)")
+    if finish is not None:
+        results = finish(results, workdir)
+    if _primary():  # a multi-process run (python -m equilib.launch) writes its results once
+        save_json(workdir / "results.json", results)
+        figs = plot(results, workdir / name)
+        print(f"wrote {workdir / 'results.json'} and {', '.join(str(f) for f in figs)} "
+              f"({results['wall_seconds']:.0f} s)")
     return results
+
+
+def _primary() -> bool:
+    """True unless this is a process other than 0 of a multi-process run."""
+    from equilib.distributed import is_primary
+
+    return is_primary()
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -354,6 +367,9 @@ def mean_std(values) -> tuple[float, float]:
 
 # --- results and figures --------------------------------------------------------------------------
 def save_json(path: pathlib.Path, obj) -> None:
+    """Write ``obj`` as JSON, atomically; only process 0 writes in a multi-process run."""
+    if not _primary():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")

@@ -151,3 +151,23 @@ def test_smoke_config_runs(name, tmp_path):
     assert results["models"] if "models" in results else True
     assert (workdir / f"{name}.md").read_text().startswith(f"**{SMOKE_TITLE}**")
     assert run.table(results).startswith("| ")
+
+
+@pytest.mark.experiment
+def test_rotation_smoke_trains_with_the_bfloat16_policy(tmp_path):
+    """The trainer's mixed-precision policy through an experiment's command line: the P4CNN of
+    the rotation smoke config trained and swept in bfloat16 keeps its quarter-turn invariance
+    (the same accuracy at 0/90/180/270 degrees, up to one of the 64 test digits flipping on a
+    bfloat16 rounding of a near tie). One smoke epoch does not train it far (~10 % accuracy):
+    the invariance, not the accuracy, is the point; tests/test_training.py checks the logits."""
+    proc = subprocess.run([sys.executable, "-m", "experiments.rotation", "--config", "smoke", "--workdir",
+                           str(tmp_path), "--set", 'compute_dtype="bfloat16"', "--set",
+                           'models={"P4CNN": {"epochs": 1}}'], cwd=ROOT, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=SMOKE_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["config"]["compute_dtype"] == "bfloat16"
+    angles, acc = results["angles"], results["models"]["P4CNN"]["accuracy"]
+    quarter = [acc[angles.index(a)] for a in (0, 90, 180, 270)]
+    n_test = results["config"]["n_test"]
+    assert max(quarter) - min(quarter) <= 1 / n_test + 1e-9, quarter

@@ -269,3 +269,61 @@ def test_a_model_with_host_state_runs_under_jit():
         host = nnx.merge(graphdef, jax.device_get(state))
         x = np.ones((1, 5, 5, layer.in_type.size), np.float32)
         np.testing.assert_allclose(jax.jit(lambda a, m=host: m(a))(x), model(x), rtol=1e-6, atol=1e-6)
+
+
+# --- the mixed-precision policy ----------------------------------------------------------------
+class _DtypeProbe(nnx.Module):
+    """A P4CNN that records, while traced, the dtypes of its input and of its first parameter."""
+
+    def __init__(self, rngs, seen):
+        self.net, self.seen = P4CNN(width=4, rngs=rngs), seen
+
+    def __call__(self, x):
+        self.seen.append((x.dtype.name, jax.tree.leaves(nnx.state(self.net, nnx.Param))[0].dtype.name))
+        return self.net(x)
+
+
+def test_bfloat16_policy_computes_in_bfloat16_and_keeps_float32_state():
+    x, y = data()
+    seen = []
+    config = TrainConfig(epochs=1, batch_size=64, compute_dtype="bfloat16", checkpoint_every=0)
+    result = fit(lambda rngs: _DtypeProbe(rngs, seen), (x, y), config, val=(x[:64], y[:64]), progress=False)
+    assert seen == [("bfloat16", "bfloat16")] * 2  # traced twice: the train step and the validation step
+    # what is kept between steps stays float32: parameters, batch-norm statistics
+    dtypes = {a.dtype.name for a in jax.tree.leaves(nnx.state(result.model, nnx.Param))}
+    stats = {a.dtype.name for a in jax.tree.leaves(nnx.state(result.model, nnx.BatchStat))}
+    assert dtypes == {"float32"} and stats == {"float32"}
+    assert np.isfinite(result.history[0]["train_loss"]) and result.history[0]["train_loss"] < 2.5
+    seen.clear()
+    fit(lambda rngs: _DtypeProbe(rngs, seen), (x, y), TrainConfig(epochs=1, batch_size=64, checkpoint_every=0),
+        progress=False)
+    assert seen == [("float32", "float32")]  # without the policy: the model's own dtypes
+
+
+def test_bfloat16_policy_keeps_p4cnn_invariant_to_quarter_turns():
+    x, y = data()
+    config = TrainConfig(epochs=1, batch_size=64, compute_dtype="bfloat16", checkpoint_every=0)
+    p4 = fit(lambda rngs: P4CNN(width=4, rngs=rngs), (x, y), config, progress=False).model
+    z2 = fit(lambda rngs: Z2CNN(width=4, rngs=rngs), (x, y), config, progress=False).model
+    eps = float(jax.numpy.finfo(jax.numpy.bfloat16).eps)  # 2**-7
+    for model, invariant in ((p4, True), (z2, False)):  # Z2CNN: the negative control
+        logits = predict(model, x[:32], compute_dtype="bfloat16")
+        scale = np.abs(logits).max()
+        for k in (1, 2, 3):
+            turned = predict(model, np.rot90(x[:32], k, axes=(1, 2)).copy(), compute_dtype="bfloat16")
+            err = np.abs(turned - logits).max() / scale
+            if invariant:
+                assert err <= 2 * eps, (k, err)  # bfloat16 rounding of the sums, nothing more
+            else:
+                assert err > 0.1, (k, err)
+    # the float32 model computes other logits than its bfloat16 view: the policy is applied
+    assert np.abs(predict(p4, x[:8]) - predict(p4, x[:8], compute_dtype="bfloat16")).max() > 1e-4
+
+
+@pytest.mark.parametrize("dtype, match", [("float16", "float16 would need loss scaling"),
+                                          ("int8", "got 'int8'"), ("half-precision", "got 'half-precision'")])
+def test_the_policy_rejects_other_dtypes(dtype, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(compute_dtype=dtype)
+    with pytest.raises(ValueError, match=match):
+        evaluate(nnx.Linear(4, 2, rngs=nnx.Rngs(0)), np.zeros((2, 2, 2, 1)), np.zeros(2), compute_dtype=dtype)

@@ -6,7 +6,8 @@ use_host_devices()  # before jax is imported
 
 from experiments.common import main  # noqa: E402
 from experiments.mnist_rot.configs import CONFIGS  # noqa: E402
-from experiments.mnist_rot.run import plot, run  # noqa: E402
+from experiments.mnist_rot.run import keep_earlier, plot, run  # noqa: E402
 
 if __name__ == "__main__":
-    main("mnist_rot", CONFIGS, run, plot)
+    # one model and seed at a time into one workdir: results.json keeps the earlier pieces
+    main("mnist_rot", CONFIGS, run, plot, finish=keep_earlier)

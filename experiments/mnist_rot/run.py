@@ -29,6 +29,13 @@ Every source of randomness derives from a seed: the dataset from ``data_seed``, 
 shuffling, augmentation and dropout of a run from its training seed (``seed + s`` for ``s`` in
 ``seeds``), the recalibration pass from the same seed.
 
+**One model and seed at a time.** The full protocol is thousands of epochs on a CPU: run it in
+pieces into one workdir (``--set 'models={"P4CNN": {"epochs": 100}}' --set seeds=[1]``); each
+piece resumes from its checkpoints when killed, and its ``results.json`` keeps the models and
+seeds of the earlier pieces of the same protocol (:func:`merge`). Pieces run in separate
+workdirs (on several machines) are joined by ``python -m experiments.mnist_rot.merge OUT
+A/results.json B/results.json ...``.
+
 ``results.json``: ``{"models": {name: {"test_error": [% per seed], "params": N, "epochs": E,
 "train_seconds": T, ...}}}``. Test errors are in percent; ``train_seconds`` is the sum over the
 seeds of the training time (``train_seconds_per_seed`` lists them; compilation included,
@@ -179,6 +186,77 @@ def run(config: Config, workdir: pathlib.Path) -> dict:
         "test_error_units": "percent",
         "protocol": _protocol(config, len(x_train), len(x_test), seeds, monitor_name, normalize),
     }
+
+
+def keep_earlier(results: dict, workdir: pathlib.Path) -> dict:
+    """``results`` merged with the ``results.json`` already in ``workdir`` when that holds the same
+    protocol (the earlier pieces of a run done one model and seed at a time); else ``results``."""
+    import json
+
+    earlier = workdir / "results.json"
+    if not earlier.exists():
+        return results
+    old = json.loads(earlier.read_text())
+    if "protocol" not in old or not same_protocol(old, results):
+        print(f"{earlier} holds another protocol: replaced", flush=True)
+        return results
+    print(f"kept the models and seeds of {earlier} (same protocol)", flush=True)
+    return merge([old, results])
+
+
+# per-seed fields of a model's entry (lists, one item per seed), merged seed by seed
+PER_SEED = ("test_error", "seeds", "train_seconds_per_seed", "epoch_seconds", "recalibration_seconds",
+            "eval_seconds", "test_loss", "final_train_error", "curves")
+# the fields that must agree for two runs of a model to be one table row
+SCHEDULE = ("params", "epochs", "batch_size", "learning_rate", "lr_decay_epochs", "augment", "input_size",
+            "width_scale")
+# protocol fields that must agree for two results to be merged (seeds may differ)
+PROTOCOL = ("dataset", "train_split", "n_train", "n_test", "augmentation", "optimizer", "bn_recalibration")
+
+
+def same_protocol(a: dict, b: dict) -> bool:
+    """Whether two results were made on the same data, split, augmentation and recalibration."""
+    pa, pb = a.get("protocol", {}), b.get("protocol", {})
+    return all(pa.get(k) == pb.get(k) for k in PROTOCOL)
+
+
+def merge(parts: list[dict]) -> dict:
+    """One results dict from the results of several runs of the same protocol: the union of their
+    models and, per model, of their seeds (a seed present twice: the later part's). Each model
+    records the runs it came from (``runs``: seeds, command, wall seconds).
+
+    Raises ValueError when the parts differ in protocol, or a model in its schedule or size."""
+    if not parts:
+        raise ValueError("`parts` must hold at least one results dict")
+    for part in parts[1:]:
+        if not same_protocol(parts[0], part):
+            diff = [k for k in PROTOCOL if parts[0]["protocol"].get(k) != part["protocol"].get(k)]
+            raise ValueError(f"cannot merge results of different protocols (they differ in {diff})")
+    models: dict = {}
+    for part in parts:
+        for name, m in part["models"].items():
+            # a part made by one command: its seeds, command and wall time; a merged part: its runs
+            runs = [dict(r) for r in m.get("runs", [])] or [
+                {"seeds": list(m["seeds"]), "command": part.get("command"), "wall_seconds": part.get("wall_seconds")}]
+            if name not in models:
+                models[name] = {**{k: v for k, v in m.items() if k not in PER_SEED and k != "runs"},
+                                "_seeds": {}, "runs": []}
+            entry = models[name]
+            bad = [k for k in SCHEDULE if entry.get(k) != m.get(k)]
+            if bad:
+                raise ValueError(f"model {name!r}: the parts differ in {bad}; a table row needs one schedule")
+            for i, seed in enumerate(m["seeds"]):
+                entry["_seeds"][seed] = {k: m[k][i] for k in PER_SEED if k in m}
+            entry["runs"] += runs
+    for entry in models.values():
+        by_seed = entry.pop("_seeds")
+        for k in PER_SEED:
+            entry[k] = [by_seed[seed][k] for seed in sorted(by_seed) if k in by_seed[seed]]
+        entry["train_seconds"] = float(sum(entry["train_seconds_per_seed"]))
+    out = {k: v for k, v in parts[-1].items() if k != "models"}
+    out["models"] = models
+    out["protocol"] = {**parts[-1]["protocol"], "seeds": sorted({s for m in models.values() for s in m["seeds"]})}
+    return out
 
 
 def _train_and_test(models: dict, name: str, spec: Model, seed: int, config: Config, *, train, monitor, test,

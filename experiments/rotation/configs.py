@@ -22,10 +22,15 @@ class Config(ExperimentConfig):
     batch_size: int
     learning_rate: float        # Adam, constant
     models: dict[str, ModelSpec]  # model name (one of MODELS) -> how it is trained
+    # the trainer's mixed-precision policy (equilib.training.TrainConfig.compute_dtype): None or
+    # "bfloat16" (bf16 compute, float32 parameters and batch-norm statistics; for GPUs/TPUs)
+    compute_dtype: str | None = None
 
     def validate(self) -> None:
         self.require_positive("n_train", "n_test", "angle_step_degrees", "batch_size")
         self.require_names("models", MODELS)
+        if self.compute_dtype not in (None, "float32", "bfloat16"):
+            raise ValueError(f"`compute_dtype` must be null, 'float32' or 'bfloat16', got {self.compute_dtype!r}")
 
 
 def _epochs(*epochs: int) -> dict[str, ModelSpec]:

@@ -50,8 +50,9 @@ def run(config: Config, workdir: pathlib.Path) -> dict:
     results: dict = {"angles": angles, "models": {}}
     for name, spec in config.models.items():
         results["models"][name] = _train_and_sweep(
-            name, spec.train_config(config, seed=config.seed), (normalize(x_train), y_train), data["test"],
-            normalize, angles, workdir=workdir / name.replace(" ", "_").replace("+", "plus"),
+            name, spec.train_config(config, seed=config.seed, compute_dtype=config.compute_dtype),
+            (normalize(x_train), y_train), data["test"], normalize, angles,
+            workdir=workdir / name.replace(" ", "_").replace("+", "plus"),
             augment=augment if "augmentation" in name else None)
     return results
 
@@ -66,7 +67,7 @@ def _train_and_sweep(name, train_config, train, test, normalize, angles, *, work
     fitted = fit(_model_fn(name), train, train_config, workdir=workdir, augment=augment)
     sweep = evaluate(fitted.model, *test, batch_size=1000,
                      transform=lambda x, a: normalize(rotate(x, a * (math.pi / 180), axes=(1, 2))),
-                     params=[jnp.float32(a) for a in angles])
+                     params=[jnp.float32(a) for a in angles], compute_dtype=train_config.compute_dtype)
     acc = [r["accuracy"] for r in sweep]
     print(f"{name}: {count_params(fitted.model):,} params, accuracy at 0/45/90 deg "
           f"{acc[0]:.4f}/{acc[angles.index(45)] if 45 in angles else float('nan'):.4f}/"

@@ -1,0 +1,48 @@
+"""A few steps of a small P4CNN with equilib.training.fit, as one process of a run (started by
+tests/test_distributed.py, alone or under ``python -m equilib.launch``).
+
+    python tests/distributed_worker.py OUT.npz WORKDIR EPOCHS [--die-after-epoch E] [--cache DIR]
+
+Process 0 writes the trained parameters and the history to OUT.npz. With ``--die-after-epoch E``
+the last process kills itself (SIGKILL) after epoch E's checkpoint is written.
+"""
+
+import argparse
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+from flax import nnx
+
+import equilib  # noqa: F401  (joins the multi-process run when launched; before jax starts)
+from equilib.distributed import is_primary
+from equilib.models import P4CNN
+from equilib.training import TrainConfig, fit
+
+p = argparse.ArgumentParser()
+p.add_argument("out")
+p.add_argument("workdir")
+p.add_argument("epochs", type=int)
+p.add_argument("--die-after-epoch", type=int, default=0)
+p.add_argument("--cache", default=None)
+args = p.parse_args()
+
+rng = np.random.default_rng(0)  # the same data in every process
+images = rng.normal(size=(64, 28, 28, 1)).astype(np.float32)
+labels = rng.integers(0, 10, 64)
+config = TrainConfig(epochs=args.epochs, batch_size=16, seed=3, eval_batch_size=24, checkpoint_every=1)
+
+
+def on_epoch_end(epoch, metrics):
+    if epoch == args.die_after_epoch and jax.process_index() == jax.process_count() - 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+result = fit(lambda rngs: P4CNN(width=4, rngs=rngs), (images, labels), config, workdir=args.workdir,
+             val=(images[:40], labels[:40]), progress=False, on_epoch_end=on_epoch_end, cache_dir=args.cache)
+if is_primary():
+    params = jax.tree.leaves(nnx.state(result.model, nnx.Param))
+    np.savez(args.out, *[np.asarray(a) for a in params], history=json.dumps(result.history),
+             processes=jax.process_count(), devices=len(jax.devices()), resumed=result.resumed_from_epoch)
