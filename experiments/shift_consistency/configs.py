@@ -21,6 +21,7 @@ six took ~75 s of CPU time, three ~45 s, two ~30 s.
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 from experiments.common import ExperimentConfig
 
@@ -43,6 +44,11 @@ class Config(ExperimentConfig):
     consistency_repeats: int     # passes over the test set, fresh pairs each time
     n_exact_images: int          # digits checked under all 28*28 circular shifts
     models: tuple[str, ...]      # which of MODELS to train, all with the schedule above
+    # the C4 networks' head: "group" = spatial mean, then a linear layer on all C x 4 (field,
+    # rotation) channels (shift-invariant, rotation-equivariant features: trains as well as the
+    # plain networks); "invariant" = mean over space and the rotations, then linear (also
+    # invariant to quarter turns; trains far worse in these shallow networks)
+    c4_head: Literal["group", "invariant"] = "group"
 
     def validate(self) -> None:
         self.require_positive("n_train", "n_test", "epochs", "batch_size", "width", "consistency_batch",
