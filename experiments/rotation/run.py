@@ -50,11 +50,17 @@ def run(config: Config, workdir: pathlib.Path) -> dict:
     results: dict = {"angles": angles, "models": {}}
     for name, spec in config.models.items():
         results["models"][name] = _train_and_sweep(
-            name, spec.train_config(config, seed=config.seed, compute_dtype=config.compute_dtype),
+            name, spec.train_config(config, seed=config.seed, compute_dtype=config.compute_dtype,
+                                    lr_decay_epochs=_decay(spec.epochs, config.lr_decay_last)),
             (normalize(x_train), y_train), data["test"], normalize, angles,
             workdir=workdir / name.replace(" ", "_").replace("+", "plus"),
             augment=augment if "augmentation" in name else None)
     return results
+
+
+def _decay(epochs: int, last: int) -> tuple[int, ...]:
+    """``lr_decay_epochs`` for the learning rate / 10 in the last ``last`` of ``epochs`` epochs."""
+    return (epochs - last,) if 0 < last < epochs else ()
 
 
 def _train_and_sweep(name, train_config, train, test, normalize, angles, *, workdir, augment) -> dict:
@@ -73,6 +79,7 @@ def _train_and_sweep(name, train_config, train, test, normalize, angles, *, work
           f"{acc[0]:.4f}/{acc[angles.index(45)] if 45 in angles else float('nan'):.4f}/"
           f"{acc[angles.index(90)]:.4f}, min {min(acc):.4f}", flush=True)
     return {"accuracy": acc, "params": count_params(fitted.model), "epochs": train_config.epochs,
+            "lr_decay_epochs": list(train_config.lr_decay_epochs),
             "train_seconds": sum(h["epoch_seconds"] for h in fitted.history),
             "train_accuracy": fitted.history[-1]["train_accuracy"]}
 
