@@ -19,7 +19,7 @@ from flax import nnx
 import equilib  # noqa: F401  (joins the multi-process run when launched; before jax starts)
 from equilib.distributed import is_primary
 from equilib.models import P4CNN
-from equilib.training import TrainConfig, fit
+from equilib.training import TrainConfig, evaluate, fit, predict, recalibrate_batch_norm
 
 p = argparse.ArgumentParser()
 p.add_argument("out")
@@ -42,7 +42,14 @@ def on_epoch_end(epoch, metrics):
 
 result = fit(lambda rngs: P4CNN(width=4, rngs=rngs), (images, labels), config, workdir=args.workdir,
              val=(images[:40], labels[:40]), progress=False, on_epoch_end=on_epoch_end, cache_dir=args.cache)
+params = [np.asarray(a) for a in jax.tree.leaves(nnx.state(result.model, nnx.Param))]
+# the other entry points on the trained model: batch-norm recalibration, evaluation, logits
+recalibrate_batch_norm(result.model, images, batch_size=16)
+stats = [np.asarray(a) for a in jax.tree.leaves(nnx.state(result.model, nnx.BatchStat))]
+metrics = evaluate(result.model, images[:50], labels[:50], batch_size=24)  # 3 batches, the last padded
+logits = predict(result.model, images[:10], batch_size=4)
 if is_primary():
-    params = jax.tree.leaves(nnx.state(result.model, nnx.Param))
-    np.savez(args.out, *[np.asarray(a) for a in params], history=json.dumps(result.history),
-             processes=jax.process_count(), devices=len(jax.devices()), resumed=result.resumed_from_epoch)
+    np.savez(args.out, *params, history=json.dumps(result.history), processes=jax.process_count(),
+             devices=len(jax.devices()), resumed=result.resumed_from_epoch,
+             stats=np.concatenate([s.ravel() for s in stats]),
+             eval=np.array([metrics["loss"], metrics["accuracy"]]), logits=logits)

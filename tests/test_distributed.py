@@ -55,6 +55,13 @@ def _assert_same_params(a: dict, b: dict) -> None:
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
 
 
+def _assert_same_outputs(a: dict, b: dict) -> None:
+    """recalibrate_batch_norm, evaluate and predict on the trained models agree too."""
+    for key in ("stats", "eval", "logits"):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert a["logits"].shape == (10, 10)
+
+
 def test_two_processes_on_localhost(tmp_path):
     """One test, so that one worker runs the four runs it compares (under pytest-xdist a module
     fixture would run on each worker): the reference (one process, two devices, two epochs); two
@@ -70,6 +77,7 @@ def test_two_processes_on_localhost(tmp_path):
     result = dict(np.load(tmp_path / "multi.npz"))
     assert int(result["processes"]) == 2 and int(result["devices"]) == 2 and int(result["resumed"]) == 0
     _assert_same_params(result, single)
+    _assert_same_outputs(result, single)
     # negative control: the parameters after one epoch are not those after two
     with pytest.raises(AssertionError):
         _assert_same_params(_run_single(tmp_path, 1, cache), single)
