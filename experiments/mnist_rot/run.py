@@ -424,7 +424,9 @@ def table(results: dict) -> str:
         within = abs(gap) <= TARGET_GAP
         notes.append(f"{TARGET_MODEL}: {mu:.2f} % against the published {t['published_test_error']:.2f} %, a gap of "
                      f"{gap:+.2f} points ({'within' if within else 'not within'} {TARGET_GAP} points)"
-                     + (f" after {t['epochs']} of {t['published_epochs']} epochs." if short else "."))
+                     + (f" after {t['epochs']} of {t['published_epochs']} epochs."
+                        if t["epochs"] < (t.get("published_epochs") or 0)
+                        else f" at the published {t['epochs']} epochs."))
     return "\n".join(lines) + "\n\n" + "\n".join(notes)
 
 
