@@ -53,6 +53,9 @@ class Config(ExperimentConfig):
     # plain networks); "invariant" = mean over space and the rotations, then linear (also
     # invariant to quarter turns; trains far worse in these shallow networks)
     c4_head: Literal["group", "invariant"] = "group"
+    # batch-norm statistics from one pass over the training digits before measuring (the G-CNN
+    # protocol's recalibration); False: the running averages of training
+    bn_recalibration: bool = True
 
     def validate(self) -> None:
         self.require_positive("n_train", "n_test", "epochs", "batch_size", "width", "consistency_batch",

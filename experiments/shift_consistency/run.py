@@ -16,6 +16,14 @@ rotations first). So the APS networks are exactly invariant to every circular sh
 input, and the max-pool and MaxBlurPool networks exactly to shifts by multiples of 4 (two
 stride-2 stages).
 
+Batch-norm statistics are recalibrated before measuring (``bn_recalibration``, the G-CNN
+protocol's pass: one pass over the training digits with the final weights,
+:func:`equilib.training.recalibrate_batch_norm`). Without it the running averages (momentum 0.9)
+lag the weights of the last steps; measured on the C4 max-pool network at 30,000 digits x 3
+epochs: 69.55 % test accuracy in eval mode with the running averages, 94.6 % with batch
+statistics, 94.75 % after the recalibration pass (the last batch norm's running mean was off by
+up to half a standard deviation).
+
 Why the C4 head keeps the rotation axis: with a mean over space *and* rotations before the
 linear layer (invariant features), these three-layer C4 networks reach 38-56 % test accuracy at
 the default budget against 88-90 % for the plain ones (measured, ``c4_head="invariant"``); with
@@ -259,7 +267,7 @@ def run(config: Config, workdir: pathlib.Path) -> dict:
 def _measure(name: str, config: Config, train, test, x_exact, *, workdir) -> dict:
     """Train the network ``name``; its accuracy, consistency, and logit changes under every
     circular shift (trained and at initialisation) and under quarter turns."""
-    from equilib.training import TrainConfig, count_params, fit
+    from equilib.training import TrainConfig, count_params, fit, recalibrate_batch_norm
 
     def model_fn(rngs):
         return ShiftNet(name, config.width, config.blur_filter_size, c4_head=config.c4_head, rngs=rngs)
@@ -270,6 +278,8 @@ def _measure(name: str, config: Config, train, test, x_exact, *, workdir) -> dic
     cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
                       seed=config.seed)
     fitted = fit(model_fn, train, cfg, workdir=workdir)
+    if config.bn_recalibration:  # running averages lag the last steps' weights (see the module docstring)
+        recalibrate_batch_norm(fitted.model, train[0], batch_size=config.batch_size)
     logits = _logits_fn(fitted.model, 2 * config.consistency_batch)
     accuracy = float(np.mean(np.argmax(logits(test[0]), -1) == test[1]))  # 1.
     cons = _consistency(logits, test[0], config)  # 2. the APS protocol
@@ -305,7 +315,9 @@ def _protocol(config: Config, n_train: int, test_shape, n_exact: int) -> dict:
                         f"stride 1 + binomial blur {config.blur_filter_size} stride 2; APS = circular 2x2 max "
                         "stride 1 + APSPool (l2)",
         "training": f"equilib.training.fit, Adam lr {config.learning_rate}, batch {config.batch_size}, "
-                    f"{config.epochs} epoch(s), seed {config.seed}, no augmentation, same for all models",
+                    f"{config.epochs} epoch(s), seed {config.seed}, no augmentation, same for all models"
+                    + ("; batch-norm statistics recalibrated over the training digits before measuring"
+                       if config.bn_recalibration else "; running batch-norm averages"),
         "consistency": f"APS protocol (Chaman & Dokmanic 2021, evaluate_circular): batches of "
                        f"{config.consistency_batch} test digits, one random pair of circular shifts per "
                        f"batch, each component uniform in [-{mx}, {mx}) "
