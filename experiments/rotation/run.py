@@ -54,7 +54,7 @@ def run(config: Config, workdir: pathlib.Path) -> dict:
                                     lr_decay_epochs=_decay(spec.epochs, config.lr_decay_last)),
             (normalize(x_train), y_train), data["test"], normalize, angles,
             workdir=workdir / name.replace(" ", "_").replace("+", "plus"),
-            augment=augment if "augmentation" in name else None)
+            augment=augment if "augmentation" in name else None, recalibrate=config.bn_recalibration)
     return results
 
 
@@ -63,14 +63,20 @@ def _decay(epochs: int, last: int) -> tuple[int, ...]:
     return (epochs - last,) if 0 < last < epochs else ()
 
 
-def _train_and_sweep(name, train_config, train, test, normalize, angles, *, workdir, augment) -> dict:
-    """Train one model, then its accuracy on the test digits rotated by each angle."""
+def _train_and_sweep(name, train_config, train, test, normalize, angles, *, workdir, augment,
+                     recalibrate: bool = False) -> dict:
+    """Train one model (and recalibrate its batch norms), then its accuracy on the test digits
+    rotated by each angle."""
+    import jax
     import jax.numpy as jnp
 
     from equilib.functional import rotate
-    from equilib.training import count_params, evaluate, fit
+    from equilib.training import count_params, evaluate, fit, recalibrate_batch_norm
 
     fitted = fit(_model_fn(name), train, train_config, workdir=workdir, augment=augment)
+    if recalibrate:
+        recalibrate_batch_norm(fitted.model, train[0], batch_size=train_config.batch_size, augment=augment,
+                               key=jax.random.key(train_config.seed + 777))
     sweep = evaluate(fitted.model, *test, batch_size=1000,
                      transform=lambda x, a: normalize(rotate(x, a * (math.pi / 180), axes=(1, 2))),
                      params=[jnp.float32(a) for a in angles], compute_dtype=train_config.compute_dtype)
