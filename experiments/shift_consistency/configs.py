@@ -51,7 +51,7 @@ class Config(ExperimentConfig):
     # the C4 networks' head: "group" = spatial mean, then a linear layer on all C x 4 (field,
     # rotation) channels (shift-invariant, rotation-equivariant features: trains as well as the
     # plain networks); "invariant" = mean over space and the rotations, then linear (also
-    # invariant to quarter turns; trains far worse in these shallow networks)
+    # invariant to quarter turns; 38-56 % against 84-92 % at 15,000 x 2 with running BN averages)
     c4_head: Literal["group", "invariant"] = "group"
     # batch-norm statistics from one pass over the training digits before measuring (the G-CNN
     # protocol's recalibration); False: the running averages of training
