@@ -402,7 +402,8 @@ def table(results: dict) -> str:
     cases = first["consistency_cases"] if first else 0
     params = [m["params"] for m in models.values()]
     lines += ["", f"Protocol differences: ours is MNIST (28x28 digits, {cfg.get('n_train', '?')} training / "
-              f"{cfg.get('n_test', '?')} test), three-convolution networks of {min(params):,}-{max(params):,} "
+              f"{cfg.get('n_test', '?')} test), three-convolution networks of "
+              f"{f'{min(params):,}' if min(params) == max(params) else f'{min(params):,}-{max(params):,}'} "
               f"parameters, {cfg.get('epochs', '?')} epoch(s) of Adam without augmentation, one seed; the papers "
               "train ResNets on CIFAR-10 / ImageNet for their full schedules. Our consistency uses the APS "
               f"protocol (circular shifts, one random pair per batch of {cfg.get('consistency_batch', '?')} digits, "
