@@ -1,13 +1,16 @@
 """A few steps of a small P4CNN with equilib.training.fit, as one process of a run (started by
 tests/test_distributed.py, alone or under ``python -m equilib.launch``).
 
-    python tests/distributed_worker.py OUT.npz WORKDIR EPOCHS [--die-after-epoch E] [--cache DIR]
+    python tests/distributed_worker.py OUT.npz WORKDIR EPOCHS [--die-after-epoch E] [--cache DIR] [--control]
 
 Process 0 writes the trained parameters and the history to OUT.npz. With ``--die-after-epoch E``
-the last process kills itself (SIGKILL) after epoch E's checkpoint is written.
+the last process kills itself (SIGKILL) after epoch E's checkpoint is written. With ``--control``
+the process also trains the same model for one epoch less (in WORKDIR-control) and writes those
+parameters as ``control_*``: the test's negative control, without starting another process.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -27,6 +30,7 @@ p.add_argument("workdir")
 p.add_argument("epochs", type=int)
 p.add_argument("--die-after-epoch", type=int, default=0)
 p.add_argument("--cache", default=None)
+p.add_argument("--control", action="store_true")
 args = p.parse_args()
 
 rng = np.random.default_rng(0)  # the same data in every process
@@ -48,8 +52,14 @@ recalibrate_batch_norm(result.model, images, batch_size=16)
 stats = [np.asarray(a) for a in jax.tree.leaves(nnx.state(result.model, nnx.BatchStat))]
 metrics = evaluate(result.model, images[:50], labels[:50], batch_size=24)  # 3 batches, the last padded
 logits = predict(result.model, images[:10], batch_size=4)
+control = {}
+if args.control:
+    short = fit(lambda rngs: P4CNN(width=4, rngs=rngs), (images, labels),
+                dataclasses.replace(config, epochs=args.epochs - 1), workdir=args.workdir + "-control",
+                val=(images[:40], labels[:40]), progress=False, cache_dir=args.cache)
+    control = {f"control_{i}": np.asarray(a) for i, a in enumerate(jax.tree.leaves(nnx.state(short.model, nnx.Param)))}
 if is_primary():
-    np.savez(args.out, *params, history=json.dumps(result.history), processes=jax.process_count(),
+    np.savez(args.out, *params, **control, history=json.dumps(result.history), processes=jax.process_count(),
              devices=len(jax.devices()), resumed=result.resumed_from_epoch,
              stats=np.concatenate([s.ravel() for s in stats]),
              eval=np.array([metrics["loss"], metrics["accuracy"]]), logits=logits)

@@ -30,9 +30,9 @@ def _worker(out, workdir, epochs, cache, *extra) -> list[str]:
 
 
 def _run_single(tmp, epochs, cache) -> dict:
-    """One process, two CPU devices: the reference."""
-    out = tmp / f"single{epochs}.npz"
-    subprocess.run(_worker(out, tmp / f"single{epochs}", epochs, cache), check=True, timeout=TIMEOUT,
+    """One process, two CPU devices: the reference (and, in the same process, the negative control)."""
+    out = tmp / "single.npz"
+    subprocess.run(_worker(out, tmp / "single", epochs, cache, "--control"), check=True, timeout=TIMEOUT,
                    env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"))
     return dict(np.load(out))
 
@@ -43,8 +43,8 @@ def _run_launched(workdir, out, epochs, cache, *extra) -> subprocess.CompletedPr
     return subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT + 30, env=_env())
 
 
-def _params(result: dict) -> list[np.ndarray]:
-    return [result[f"arr_{i}"] for i in range(sum(k.startswith("arr_") for k in result))]
+def _params(result: dict, prefix: str = "arr_") -> list[np.ndarray]:
+    return [result[f"{prefix}{i}"] for i in range(sum(k.startswith(prefix) for k in result))]
 
 
 def _assert_same_params(a: dict, b: dict) -> None:
@@ -63,44 +63,40 @@ def _assert_same_outputs(a: dict, b: dict) -> None:
 
 
 def test_two_processes_on_localhost(tmp_path):
-    """One test, so that one worker runs the four runs it compares (under pytest-xdist a module
+    """One test, so that one worker runs the three runs it compares (under pytest-xdist a module
     fixture would run on each worker): the reference (one process, two devices, two epochs); two
-    processes of one device each; two processes whose second is killed after epoch 1, then
-    started again on the same workdir."""
+    processes of one device each whose second is killed after epoch 1; the same two processes
+    started again on that workdir, which finish epoch 2 and must land on the reference."""
     cache = tmp_path / "jax_cache"  # shared: the second launch of the same program loads its steps
     single = _run_single(tmp_path, 2, cache)
     assert int(single["processes"]) == 1 and int(single["devices"]) == 2
+    # negative control: the comparison tells the parameters after one epoch from those after two
+    control = {f"arr_{i}": a for i, a in enumerate(_params(single, "control_"))}
+    assert len(control) == len(_params(single))
+    with pytest.raises(AssertionError):
+        _assert_same_params(control, single)
 
-    # two processes train the same parameters as one process with as many devices
-    multi = _run_launched(tmp_path / "multi", tmp_path / "multi.npz", 2, cache)
-    assert multi.returncode == 0, multi.stderr[-3000:]
+    # a killed process stops the run at once, with an error that says which and how
+    workdir = tmp_path / "multi"
+    killed = _run_launched(workdir, tmp_path / "killed.npz", 2, cache, "--die-after-epoch", "1")
+    assert killed.returncode == 128 + 9, killed.stderr[-3000:]
+    assert "equilib.launch: process 1 of 2 was killed by SIGKILL; stopping the others" in killed.stderr
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1"]
+
+    # started again, the two processes resume from epoch 1 and train the same parameters as one
+    # process with as many devices (the all-reduce of two partial sums is the same sum)
+    resumed = _run_launched(workdir, tmp_path / "multi.npz", 2, cache)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = dict(np.load(tmp_path / "multi.npz"))
-    assert int(result["processes"]) == 2 and int(result["devices"]) == 2 and int(result["resumed"]) == 0
+    assert int(result["processes"]) == 2 and int(result["devices"]) == 2 and int(result["resumed"]) == 1
     _assert_same_params(result, single)
     _assert_same_outputs(result, single)
-    # negative control: the parameters after one epoch are not those after two
-    with pytest.raises(AssertionError):
-        _assert_same_params(_run_single(tmp_path, 1, cache), single)
 
     # one set of files: checkpoints 1 and 2, each epoch once in metrics.jsonl (not once per process)
-    workdir = tmp_path / "multi"
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1", "2"]
     epochs = [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]
     assert not list(workdir.glob("*.tmp*"))
-
-    # a killed process stops the run at once, with an error that says which and how
-    killed = _run_launched(tmp_path / "killed", tmp_path / "killed.npz", 2, cache, "--die-after-epoch", "1")
-    assert killed.returncode == 128 + 9, killed.stderr[-3000:]
-    assert "equilib.launch: process 1 of 2 was killed by SIGKILL; stopping the others" in killed.stderr
-    assert sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir()) == ["1"]
-
-    # started again, it resumes from epoch 1 to the same parameters
-    resumed = _run_launched(tmp_path / "killed", tmp_path / "resumed.npz", 2, cache)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    result = dict(np.load(tmp_path / "resumed.npz"))
-    assert int(result["resumed"]) == 1
-    _assert_same_params(result, single)
 
 
 # --- the launcher and the environment, without a run -----------------------------------------
