@@ -30,6 +30,7 @@ from equilib import (
     fields,
     functional,
     groups,
+    groups3d,
     linen,
     metrics,
     models,
@@ -43,6 +44,7 @@ from equilib._exact import ExactnessWarning, check_exact
 from equilib._export import export
 from equilib.fields import FieldType
 from equilib.groups import O2, SO2, Cyclic, Dihedral, Group, Trivial
+from equilib.groups3d import FullOctahedral, Octahedral
 
 __version__ = "0.2.0.dev0"  # the package metadata reads it (pyproject.toml)
 
@@ -52,8 +54,10 @@ __all__ = [
     "ExactnessWarning",
     "PerformanceWarning",
     "FieldType",
+    "FullOctahedral",
     "Group",
     "O2",
+    "Octahedral",
     "SO2",
     "Trivial",
     "XLA_SETUP",
@@ -64,6 +68,7 @@ __all__ = [
     "fields",
     "functional",
     "groups",
+    "groups3d",
     "linen",
     "metrics",
     "models",

@@ -48,8 +48,9 @@ class ExactnessWarning(UserWarning):
 
 def warn_if_inexact(layer: str, spatial: Sequence[int], kernel_size: int, stride: int, padding: str,
                     stacklevel: int = 3) -> None:
-    """Warn if sampling ``spatial=(H, W)`` with this kernel, stride and padding is not symmetric."""
-    bad = [(axis, n) for axis, n in zip("HW", spatial)
+    """Warn if sampling ``spatial=(H, W)`` (or ``(D, H, W)``) with this kernel, stride and padding is
+    not symmetric."""
+    bad = [(axis, n) for axis, n in zip("HW" if len(spatial) == 2 else "DHW", spatial)
            if not is_symmetric_sampling(int(n), kernel_size, stride, padding)]
     if not bad:
         return

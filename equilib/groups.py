@@ -44,11 +44,30 @@ import numpy as np
 from equilib._src.imaging import rotate_flip
 from equilib._src.tolerances import QUARTER_TURN_TOL
 
-__all__ = ["Group", "Trivial", "Cyclic", "Dihedral", "PlanarLieGroup", "SO2", "O2"]
+__all__ = ["FiniteGroup", "Group", "Trivial", "Cyclic", "Dihedral", "PlanarLieGroup", "SO2", "O2"]
+
+
+class FiniteGroup:
+    """What the regular layers need of a finite group (base of the planar :class:`Group` and of
+    :class:`equilib.groups3d.OctahedralGroup`): ``name``, ``order``, ``spatial_dims`` (2: maps
+    ``(B, H, W, ...)``; 3: volumes ``(B, D, H, W, ...)``), ``is_exact``, ``check_element``,
+    ``is_grid_preserving``, ``compose``, ``inverse``, ``cayley_table``, ``regular_permutation(s)``,
+    ``transform_image(x, g, axes=...)``, ``transform_group_axis``, ``transform_regular``.
+    Not instantiated itself.
+
+    Example:
+        >>> from equilib import Cyclic, Octahedral
+        >>> from equilib.groups import FiniteGroup
+        >>> [(isinstance(G, FiniteGroup), G.spatial_dims) for G in (Cyclic(4), Octahedral())]
+        [(True, 2), (True, 3)]
+    """
+
+    spatial_dims: int = 2
+    is_finite = True
 
 
 @dataclasses.dataclass(frozen=True)
-class Group:
+class Group(FiniteGroup):
     """A finite subgroup of O(2): ``n`` rotations, with reflections if ``reflection``.
 
     Elements are integer indices ``g = f*n + k`` (rotation by ``2*pi*k/n`` after ``f``
@@ -202,7 +221,7 @@ class Group:
         return np.eye(self.order)[perm]
 
     # --- actions on arrays ------------------------------------------------------------------
-    def transform_image(self, x, g: int, *, axes: tuple[int, int] = (-3, -2)):
+    def transform_image(self, x, g: int, *, axes: tuple[int, ...] = (-3, -2)):
         """Apply element ``g`` to the spatial axes ``axes=(H, W)`` of ``x``: ``(g.x)(p) = x(g^-1 p)``.
 
         Exact (``rot90`` / flip, which also swaps H and W for odd quarter turns) when ``g`` maps
@@ -355,13 +374,14 @@ def _regular_perms(group: Group) -> np.ndarray:
 
 
 def as_group(group) -> Group:
-    """Validate a ``group`` argument (used by the layers)."""
-    if not isinstance(group, Group):
+    """Validate a ``group`` argument (used by the layers): a finite group, planar (``Trivial()``,
+    ``Cyclic(n)``, ``Dihedral(n)``) or of the voxel grid (``Octahedral()``, ``FullOctahedral()``)."""
+    if not isinstance(group, FiniteGroup):
         raise TypeError(
-            f"`group` must be an equilib.groups.Group (Trivial(), Cyclic(n), Dihedral(n)), "
-            f"got {type(group).__name__}"
+            f"`group` must be a finite group (Trivial(), Cyclic(n), Dihedral(n), Octahedral(), "
+            f"FullOctahedral()), got {type(group).__name__}"
         )
-    return group
+    return group  # type: ignore[return-value]
 
 
 def elements_of(group: Group, elements: Iterable[int] | None) -> tuple[int, ...]:
@@ -402,6 +422,7 @@ class PlanarLieGroup:
 
     reflection: bool = False
 
+    spatial_dims = 2
     is_finite = False
 
     @property

@@ -21,6 +21,12 @@ rotation must fail. Off-grid errors are reported, never silently passed: ``asser
 needs an explicit ``off_grid_rtol`` to accept them. Off-grid results depend on the input's
 smoothness; :func:`smooth_random` makes band-limited test inputs.
 
+Volumes: for the groups of the voxel grid (``Octahedral()``, ``FullOctahedral()``) maps are
+``(B, D, H, W, C)`` / ``(B, D, H, W, C, |G|)`` and every element is applied exactly. With ``SO3()`` or
+``O3()`` the elements are rotation matrices (e.g. ``SO3().random_elements(8, seed=0)``), the errors
+are keyed by their position in ``elements``, and the masks are balls instead of disks; only plain
+and invariant outputs (a regular map of a finite group has no action of a continuous one).
+
 Translations: :func:`translation_errors` compares ``fn(roll(x, s))`` with ``roll(fn(x), s /
 stride)`` for circular shifts ``s`` (or with ``fn(x)`` for invariant outputs).
 """
@@ -37,6 +43,7 @@ from equilib._src.imaging import rescale
 from equilib._src.typing import Array, ArrayLike, PRNGKey
 from equilib.fields import FieldType
 from equilib.groups import Group, as_group, elements_of
+from equilib.groups3d import SpatialLieGroup
 
 __all__ = [
     "equivariance_errors",
@@ -46,6 +53,7 @@ __all__ = [
     "translation_error",
     "assert_translation_equivariant",
     "disk_mask",
+    "ball_mask",
     "smooth_random",
     "scale_equivariance_errors",
     "scale_equivariance_error",
@@ -128,13 +136,15 @@ def _check_kinds(input: str, output: str):
 
 def _act(group: Group, kind: str, a, g: int):
     # Transforms run in numpy where exact, so that no new XLA program is compiled per element.
+    d = group.spatial_dims
+    space = "H, W" if d == 2 else "D, H, W"
     if kind == "plain":
-        if a.ndim < 3:
-            raise ValueError(f"a plain map needs spatial axes (B, H, W, C), got shape {tuple(a.shape)}")
-        return _np(group.transform_image(a, g, axes=(-3, -2)))
+        if a.ndim < d + 1:
+            raise ValueError(f"a plain map needs spatial axes (B, {space}, C), got shape {tuple(a.shape)}")
+        return _np(group.transform_image(a, g, axes=tuple(range(-1 - d, -1))))
     if kind == "regular":
-        if a.ndim < 4 or a.shape[-1] != group.order:
-            raise ValueError(f"a regular map over {group.name} has shape (B, H, W, C, {group.order}), "
+        if a.ndim < d + 2 or a.shape[-1] != group.order:
+            raise ValueError(f"a regular map over {group.name} has shape (B, {space}, C, {group.order}), "
                              f"got {tuple(a.shape)}")
         return _np(group.transform_regular(a, g))
     return a  # invariant
@@ -254,8 +264,10 @@ def equivariance_errors(fn: Callable, x: ArrayLike, group: Group, *, input: str 
         >>> sorted(errors), max(errors.values()) < 1e-5
         ([0, 1, 2, 3], True)
     """
-    group = as_group(group)
     _check_kinds(input, output)
+    if isinstance(group, SpatialLieGroup):
+        return _lie3d_errors(fn, _np(x), group, elements, input, output, mask_fraction)
+    group = as_group(group)
     els = elements_of(group, elements)
     return _element_errors(fn, _np(x), group, els, lambda a, g: _act(group, input, a, g),
                            lambda a, g: _act(group, output, a, g), input, output, mask_fraction)
@@ -295,6 +307,9 @@ def equivariance_error(fn: Callable, x: ArrayLike, group: Group, *, input: str =
 def _format(errors: dict, group: Group | None = None) -> str:
     if group is None:
         return ", ".join(f"{k}: {v:.3g}" for k, v in errors.items())
+    if group.spatial_dims == 3:  # an element of the voxel grid's groups: its matrix
+        return ", ".join(f"{g} (matrix {np.rint(group.matrix(g)).astype(int).tolist()}): {v:.3g}"
+                         for g, v in errors.items())
     return ", ".join(f"{g} (k={group.rotation(g)}, f={group.flip(g)}, "
                      f"{np.degrees(group.angle(g)):.1f} deg): {v:.3g}" for g, v in errors.items())
 
@@ -334,12 +349,83 @@ def assert_equivariant(fn: Callable, x: ArrayLike, group: Group, *, input: str =
             ...
         AssertionError: not C4-equivariant (plain -> plain): relative error above rtol=1e-05 for elements 1 ...
     """
+    if isinstance(group, SpatialLieGroup):
+        return _assert_lie3d(fn, x, group, input, output, elements, rtol, off_grid_rtol, mask_fraction)
     group = as_group(group)
     return _assert_within(
         lambda els: equivariance_errors(fn, x, group, input=input, output=output, elements=els,
                                         mask_fraction=mask_fraction),
         group, elements_of(group, elements), rtol, off_grid_rtol,
         f"{group.name}-equivariant ({input} -> {output})")
+
+
+def ball_mask(d: int, h: int, w: int, fraction: float = 1.0) -> np.ndarray:
+    """A ``(D, H, W)`` float mask, 1 inside the centred ball of radius ``fraction`` times half the
+    smallest side (the 3D :func:`disk_mask`), 0 outside.
+
+    Args:
+        d, h, w: the volume's size.
+        fraction: the radius as a fraction of ``(min(d, h, w) - 1) / 2``, in (0, 1] (1: the inscribed ball).
+
+    Returns:
+        The mask, float32 ``(d, h, w)``.
+
+    Raises:
+        ValueError: ``fraction`` not in (0, 1].
+
+    Example:
+        >>> from equilib.testing import ball_mask
+        >>> m = ball_mask(5, 5, 5)
+        >>> m.shape, int(m.sum()), float(m[2, 2, 2]), float(m[0, 0, 0])
+        ((5, 5, 5), 33, 1.0, 0.0)
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"`fraction` must be in (0, 1], got {fraction!r}")
+    r = fraction * (min(d, h, w) - 1) / 2
+    z, y, x = np.meshgrid(*(np.arange(n) - (n - 1) / 2 for n in (d, h, w)), indexing="ij")
+    return (z**2 + y**2 + x**2 <= r * r + 1e-9).astype(np.float32)
+
+
+def _lie3d_errors(fn: Callable, x: np.ndarray, group: SpatialLieGroup, elements, input: str, output: str,
+                  mask_fraction: float) -> dict[int, float]:
+    """:func:`equivariance_errors` for SO3/O3: ``{i: error}`` for the matrices ``elements[i]``."""
+    if elements is None:
+        raise ValueError(f"`elements` must list the rotation matrices to test for {group.name} (e.g. "
+                         f"{group!r}.random_elements(8, seed=0)), got None")
+    if input == "regular" or output == "regular":
+        raise ValueError(f"{group.name} acts on plain volumes (B, D, H, W, C) and invariant outputs; got "
+                         f"input={input!r}, output={output!r} (a regular map of a finite group has no "
+                         f"{group.name} action)")
+    if x.ndim < 4:
+        raise ValueError(f"a plain volume has axes (B, D, H, W, C), got shape {tuple(x.shape)}")
+    mats = [group.element(m) for m in elements]
+    xm = x * ball_mask(*x.shape[-4:-1])[..., None]  # nothing rotates off the canvas
+    y = _np(fn(xm))
+    errors = {}
+    for i, m in enumerate(mats):
+        out = _np(fn(_np(group.transform_image(xm, m))))
+        exp = _np(group.transform_image(y, m)) if output == "plain" else y
+        mask = None
+        if output == "plain" and not group.is_grid_preserving(m):
+            d, h, w = exp.shape[-4:-1]
+            mask = ball_mask(d, h, w, fraction=mask_fraction)[..., None]
+        errors[i] = _rel(out, exp, mask)
+    return errors
+
+
+def _assert_lie3d(fn, x, group: SpatialLieGroup, input, output, elements, rtol, off_grid_rtol, mask_fraction):
+    mats = [group.element(m) for m in (elements if elements is not None else [])]
+    off = [i for i, m in enumerate(mats) if not group.is_grid_preserving(m)]
+    if off and off_grid_rtol is None:
+        raise ValueError(f"elements {off} of {group.name} do not map the voxel grid to itself: pass "
+                         f"`off_grid_rtol` (their error is approximate)")
+    errors = _lie3d_errors(fn, _np(x), group, elements, input, output, mask_fraction)
+    bad = {i: e for i, e in errors.items() if not e <= (off_grid_rtol if i in off else rtol)}
+    if bad:
+        raise AssertionError(f"not {group.name}-equivariant ({input} -> {output}): relative error above rtol={rtol}"
+                             + (f" / off_grid_rtol={off_grid_rtol}" if off else "")
+                             + f" for elements {_format(bad)}; all errors: {_format(errors)}")
+    return errors
 
 
 # --- translations -------------------------------------------------------------------------------

@@ -139,18 +139,20 @@ def normalize_stride(stride: Any) -> int:
     return stride
 
 
-def check_kernel_size(kernel_size: Any, *, square: bool) -> int | tuple[int, int]:
-    """An int (square kernel) or, unless ``square``, a pair ``(K_h, K_w)`` of different ints."""
+def check_kernel_size(kernel_size: Any, *, square: bool) -> int | tuple[int, ...]:
+    """An int (square kernel), a pair ``(K_h, K_w)`` of different ints (unless ``square``), or a
+    triple ``(K_d, K_h, K_w)`` (a 3D plain kernel: kept as a triple, which is what makes the layer 3D;
+    for the group layers, whose group sets the dimension, a triple of equal ints is the int)."""
     if isinstance(kernel_size, (tuple, list)):
-        if len(kernel_size) != 2:
-            raise ValueError(f"`kernel_size` must be an int or a pair of ints, got {kernel_size!r}")
-        kh, kw = (check_positive_int("kernel_size", k) for k in kernel_size)
-        if kh == kw:
-            return kh
+        if len(kernel_size) not in (2, 3):
+            raise ValueError(f"`kernel_size` must be an int, a pair or a triple of ints, got {kernel_size!r}")
+        ks = tuple(check_positive_int("kernel_size", k) for k in kernel_size)
+        if len(set(ks)) == 1 and (square or len(ks) == 2):
+            return ks[0]
         if square:
-            raise ValueError(f"`kernel_size` must be square for group convolutions (a rotated "
+            raise ValueError(f"`kernel_size` must be square (cubic) for group convolutions (a rotated "
                              f"kernel must fit the same window), got {tuple(kernel_size)}")
-        return (kh, kw)
+        return ks
     return check_positive_int("kernel_size", kernel_size)
 
 
@@ -168,12 +170,15 @@ def check_output_size(spatial: Sequence[int], kernel_size: int | Sequence[int], 
     """``padding="VALID"`` on an input smaller than the kernel would give an empty map: raise."""
     if padding != "VALID":
         return
-    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-    h, w = (int(n) for n in spatial)
-    if h < kh or w < kw:
+    sizes = tuple(int(n) for n in spatial)
+    ks = (kernel_size,) * len(sizes) if isinstance(kernel_size, int) else tuple(kernel_size)
+    if any(n < k for n, k in zip(sizes, ks)):
+        names = ("H", "W") if len(sizes) == 2 else ("D", "H", "W")
+        what = "pixels" if len(sizes) == 2 else "voxels"
+        got = ", ".join(f"{a}={n}" for a, n in zip(names, sizes))
         raise ValueError(
-            f"{where}: padding='VALID' with kernel_size={kh if kh == kw else (kh, kw)} needs an input "
-            f"of at least {kh}x{kw} pixels, got H={h}, W={w} (the output would be empty); expected "
+            f"{where}: padding='VALID' with kernel_size={ks[0] if len(set(ks)) == 1 else ks} needs an input "
+            f"of at least {'x'.join(map(str, ks))} {what}, got {got} (the output would be empty); expected "
             f"a larger input, a smaller kernel_size, or padding='SAME'")
 
 
@@ -221,14 +226,25 @@ def check_finite_group(group: Any, layer: str) -> Group:
 
 
 # --- pooling ------------------------------------------------------------------------------------
-def check_map(x: Any, where: str) -> Any:
-    """``x`` as an array of rank 4 (plain) or 5 (regular); ValueError otherwise."""
+def check_map(x: Any, where: str, *, spatial_dims: int = 2) -> Any:
+    """``x`` as an array of rank ``spatial_dims + 2`` (plain) or ``+ 3`` (regular); ValueError otherwise."""
     if not hasattr(x, "ndim"):
         x = jnp.asarray(x)
-    if x.ndim not in (4, 5):
-        raise ValueError(f"{where} expects a plain map (batch, H, W, C) or a regular map "
-                         f"(batch, H, W, C, |G|), i.e. rank 4 or 5, got shape {tuple(x.shape)}")
+    if x.ndim not in (spatial_dims + 2, spatial_dims + 3):
+        if spatial_dims == 2:
+            raise ValueError(f"{where} expects a plain map (batch, H, W, C) or a regular map "
+                             f"(batch, H, W, C, |G|), i.e. rank 4 or 5, got shape {tuple(x.shape)}")
+        raise ValueError(f"{where} with spatial_dims=3 expects a plain volume (batch, D, H, W, C) or a regular "
+                         f"volume (batch, D, H, W, C, |G|), i.e. rank 5 or 6, got shape {tuple(x.shape)}")
     return x
+
+
+def check_spatial_dims(spatial_dims: Any) -> int:
+    """2 (images) or 3 (volumes)."""
+    if isinstance(spatial_dims, bool) or spatial_dims not in (2, 3):
+        raise ValueError(f"`spatial_dims` must be 2 (maps (B, H, W, ...)) or 3 (volumes (B, D, H, W, ...)), "
+                         f"got {spatial_dims!r}")
+    return int(spatial_dims)
 
 
 def check_window(window: Any) -> int:

@@ -154,9 +154,9 @@ def conv_forward(spec: ConvSpec, x: Any, kernel: jax.Array, bias: jax.Array | No
 
 def export_conv(kernel: jax.Array, bias: jax.Array | None, stride: int, padding: str, dtype: Any,
                 precision: Any) -> nnx.Conv:
-    """An ``nnx.Conv`` with this HWIO ``kernel`` ``(K_h, K_w, C_in, C_out)`` and ``bias``."""
-    kh, kw, cin, cout = kernel.shape
-    conv = nnx.Conv(cin, cout, (kh, kw), strides=stride, padding=padding, use_bias=bias is not None,
+    """An ``nnx.Conv`` with this HWIO ``kernel`` ``(K_h, K_w, C_in, C_out)`` (or DHWIO, 3D) and ``bias``."""
+    *ks, cin, cout = kernel.shape
+    conv = nnx.Conv(cin, cout, tuple(ks), strides=stride, padding=padding, use_bias=bias is not None,
                     dtype=dtype, param_dtype=kernel.dtype, precision=precision, rngs=nnx.Rngs(0))
     conv.kernel[...] = kernel
     if bias is not None and conv.bias is not None:

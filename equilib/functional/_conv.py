@@ -41,7 +41,7 @@ from equilib._src.typing import Array
 from equilib.functional._kernels import expand_group_kernel, expand_lifting_kernel
 from equilib.groups import Group, as_group
 
-__all__ = ["conv2d", "lifting_conv", "group_conv", "PADDINGS", "padding_pads",
+__all__ = ["conv2d", "conv3d", "lifting_conv", "group_conv", "PADDINGS", "padding_pads",
            "is_symmetric_sampling", "CONV_IMPLS", "choose_impl"]
 
 CONV_IMPLS = ("auto", "xla", "im2col")
@@ -287,9 +287,77 @@ def conv2d(x: Array, kernel: Array, *, stride=1, padding="SAME", bias: Array | N
     return y
 
 
+def conv3d(x: Array, kernel: Array, *, stride=1, padding="SAME", bias: Array | None = None,
+           precision=None, preferred_element_type=None) -> Array:
+    """Plain 3D cross-correlation, ``(B, D, H, W, C) x (K_d, K_h, K_w, C, O) -> (B, D', H', W', O)``.
+
+    As :func:`conv2d` with a depth axis: the same padding modes and output sizes on each of the
+    three axes, ``lax.conv_general_dilated`` as the implementation (no ``impl=``).
+
+    Args:
+        x: the input volume ``(B, D, H, W, C)``.
+        kernel: the DHWIO kernel ``(K_d, K_h, K_w, C, O)``, of ``x``'s dtype.
+        stride: an int, or a tuple of equal ints.
+        padding: "SAME", "VALID" or "CIRCULAR", case-insensitive (as :func:`conv2d`).
+        bias: ``(O,)``, added to every voxel, or None.
+        precision: passed to the convolution (``jax.lax.Precision``).
+        preferred_element_type: the accumulation and output dtype (as in ``jax.lax``), or None.
+
+    Returns:
+        ``(B, D', H', W', O)``, in ``x``'s dtype (or ``preferred_element_type``).
+
+    Raises:
+        ValueError: ``x`` or ``kernel`` not of rank 5, their channel counts differ, a bad
+            ``stride`` or ``padding``, or ``padding="VALID"`` on an input smaller than the kernel.
+        TypeError: ``x`` and ``kernel`` have different dtypes.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from equilib import functional as F
+        >>> x = jax.random.normal(jax.random.key(0), (2, 6, 6, 6, 3))
+        >>> kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 3, 4))
+        >>> F.conv3d(x, kernel).shape, F.conv3d(x, kernel, stride=2, padding="VALID").shape
+        ((2, 6, 6, 6, 4), (2, 2, 2, 2, 4))
+    """
+    check_rank(x, 5, "(batch, D, H, W, C)")
+    if kernel.ndim != 5:
+        raise ValueError(f"`kernel` must have rank 5 (K_d, K_h, K_w, C_in, C_out), got shape {tuple(kernel.shape)}")
+    if kernel.shape[3] != x.shape[-1]:
+        raise ValueError(f"the kernel's input channels (={kernel.shape[3]}) do not match the "
+                         f"input's channel axis (={x.shape[-1]})")
+    stride = normalize_stride(stride)
+    padding = normalize_padding(padding)
+    ks = kernel.shape[:3]
+    check_output_size(x.shape[1:4], ks, padding, "conv3d")
+    if x.dtype != kernel.dtype:
+        raise TypeError(f"conv3d needs `x` and `kernel` of the same dtype, got {x.dtype} and {kernel.dtype}; "
+                        f"cast one of them (the layers of equilib.nn promote both, as Flax does)")
+    lax_padding = padding
+    if padding == "CIRCULAR":
+        pads = [padding_pads(n, k, stride, padding) for n, k in zip(x.shape[1:4], ks)]
+        x = jnp.pad(x, [(0, 0), *pads, (0, 0)], mode="wrap")
+        lax_padding = "VALID"
+    y = lax.conv_general_dilated(x, kernel, window_strides=(stride,) * 3, padding=lax_padding,
+                                 dimension_numbers=("NDHWC", "DHWIO", "NDHWC"), precision=precision,
+                                 preferred_element_type=preferred_element_type)
+    if bias is not None:
+        y = y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
+    return y
+
+
+def _conv(x, kernel, spatial_dims: int, *, stride, padding, precision, impl):
+    """:func:`conv2d` or :func:`conv3d` by the number of spatial axes (the group's)."""
+    if spatial_dims == 3:
+        normalize_impl(impl)  # validated, unused: one implementation in 3D
+        return conv3d(x, kernel, stride=stride, padding=padding, precision=precision)
+    return conv2d(x, kernel, stride=stride, padding=padding, precision=precision, impl=impl)
+
+
 def lifting_conv(x: Array, kernel: Array, group: Group, *, stride=1, padding="SAME",
                  bias: Array | None = None, precision=None, impl=None) -> Array:
-    """Lifting convolution ``(B, H, W, C) -> (B, H', W', O, |G|)`` (Cohen & Welling 2016).
+    """Lifting convolution ``(B, H, W, C) -> (B, H', W', O, |G|)`` (Cohen & Welling 2016); for a group
+    of the voxel grid (``Octahedral()``, ``FullOctahedral()``) ``(B, D, H, W, C) -> (B, D', H', W', O, |G|)``
+    with a kernel ``(K, K, K, C, O)`` and :func:`conv3d`.
 
     ``out[p, o, h] = sum_{d, c} x[p + d, c] * kernel[h^-1 d, c, o] (+ bias[o])``: one copy of
     each filter per group element, transformed by it (:func:`expand_lifting_kernel`), as one
@@ -331,8 +399,10 @@ def lifting_conv(x: Array, kernel: Array, group: Group, *, stride=1, padding="SA
         True
     """
     group = as_group(group)
+    d = group.spatial_dims
+    check_rank(x, d + 2, "(batch, H, W, C)" if d == 2 else f"(batch, D, H, W, C) for {group.name}")
     w = expand_lifting_kernel(kernel, group)
-    y = conv2d(x, w, stride=stride, padding=padding, precision=precision, impl=impl)
+    y = _conv(x, w, d, stride=stride, padding=padding, precision=precision, impl=impl)
     y = y.reshape(y.shape[:-1] + (kernel.shape[-1], group.order))
     if bias is not None:
         y = y + bias.reshape((1,) * (y.ndim - 2) + (-1, 1))  # shared over the group axis
@@ -341,7 +411,9 @@ def lifting_conv(x: Array, kernel: Array, group: Group, *, stride=1, padding="SA
 
 def group_conv(x: Array, kernel: Array, group: Group, *, stride=1, padding="SAME",
                bias: Array | None = None, precision=None, impl=None) -> Array:
-    """Group convolution ``(B, H, W, C, |G|) -> (B, H', W', O, |G|)`` (Cohen & Welling 2016).
+    """Group convolution ``(B, H, W, C, |G|) -> (B, H', W', O, |G|)`` (Cohen & Welling 2016); for a
+    group of the voxel grid ``(B, D, H, W, C, |G|) -> (B, D', H', W', O, |G|)`` with a kernel
+    ``(K, K, K, C, |G|, O)`` and :func:`conv3d`.
 
     ``out[p, o, h] = sum_{d, c, k} x[p + d, c, k] * kernel[h^-1 d, c, h^-1 k, o] (+ bias[o])``,
     computed as one :func:`conv2d` with the kernel of :func:`expand_group_kernel`. Equivariant
@@ -378,14 +450,14 @@ def group_conv(x: Array, kernel: Array, group: Group, *, stride=1, padding="SAME
         True
     """
     group = as_group(group)
-    check_rank(x, 5, "(batch, H, W, C, |G|)")
+    d = group.spatial_dims
+    check_rank(x, d + 3, "(batch, H, W, C, |G|)" if d == 2 else f"(batch, D, H, W, C, |G|) for {group.name}")
     if x.shape[-1] != group.order:
         raise ValueError(f"the input's group axis (last) has size {x.shape[-1]}, expected "
                          f"|{group.name}| = {group.order}")
     w = expand_group_kernel(kernel, group)
-    b, h, wd = x.shape[:3]
-    y = conv2d(x.reshape(b, h, wd, -1), w, stride=stride, padding=padding, precision=precision,
-               impl=impl)
+    y = _conv(x.reshape(x.shape[:-2] + (-1,)), w, d, stride=stride, padding=padding, precision=precision,
+              impl=impl)
     y = y.reshape(y.shape[:-1] + (kernel.shape[-1], group.order))
     if bias is not None:
         y = y + bias.reshape((1,) * (y.ndim - 2) + (-1, 1))  # shared over the group axis

@@ -7,7 +7,9 @@ A lifting kernel ``psi`` of shape ``(K, K, C, O)`` is expanded to one copy per g
 channel is ``o*|G| + h`` (and input channel ``c*|G| + k``), ready for ``conv2d``.
 
 For groups that map the pixel grid to itself (C1, C2, C4, D1, D2, D4) the spatial transform
-is a permutation of kernel taps, and the expansion a single gather: exact. For other groups
+is a permutation of kernel taps, and the expansion a single gather: exact. The same holds in 3D
+for the groups of the voxel grid (:mod:`equilib.groups3d`: ``Octahedral``, ``FullOctahedral``),
+whose kernels are ``(K, K, K, C, O)`` and ``(K, K, K, C, |G|, O)`` (DHWIO after expansion). For other groups
 (C8, C16, D8, ...) the free ``K x K`` kernel is projected onto a band-limited steerable basis
 (Gaussian rings x circular harmonics, in the spirit of escnn's defaults), rotated analytically
 and sampled back on the grid: ``W_h = B_h B^+ psi``. This is approximate on the grid for
@@ -67,14 +69,15 @@ def _harmonic_basis(kernel_size: int, angle: float, flip: bool) -> np.ndarray:
 
 
 def _grid_table(group: Group, kernel_size: int, h: int) -> np.ndarray:
-    base = np.arange(kernel_size * kernel_size).reshape(kernel_size, kernel_size)
-    return group.transform_image(base, h, axes=(0, 1)).reshape(-1)
+    d = group.spatial_dims
+    base = np.arange(kernel_size**d).reshape((kernel_size,) * d)
+    return group.transform_image(base, h, axes=tuple(range(d))).reshape(-1)
 
 
 @functools.cache
 def _spatial_tables(group: Group, kernel_size: int):
-    """Per element ``h``: either a gather table ``(|G|, K*K)`` (exact groups) or a matrix
-    ``(|G|, K*K, K*K)`` with ``vec(h.psi) = M_h @ vec(psi)``."""
+    """Per element ``h``: either a gather table ``(|G|, K**d)`` (exact groups; ``d`` spatial axes) or a
+    matrix ``(|G|, K*K, K*K)`` with ``vec(h.psi) = M_h @ vec(psi)``."""
     k = kernel_size
     if group.is_exact:
         table = np.stack([_grid_table(group, k, h) for h in range(group.order)])
@@ -120,7 +123,7 @@ def kernel_dof(group: Group, kernel_size: int) -> int:
     """
     group = as_group(group)
     if group.is_exact:
-        return kernel_size * kernel_size
+        return kernel_size**group.spatial_dims
     return int(_harmonic_basis(kernel_size, 0.0, False).shape[1])
 
 
@@ -134,19 +137,24 @@ def _group_gather_table(group: Group, kernel_size: int) -> np.ndarray:
     return t
 
 
-def _check_kernel(kernel, ndim: int, what: str, group: Group | None = None):
+def _check_kernel(kernel, group: Group, regular: bool):
+    """A lifting kernel ``(K,)*d + (C, O)`` or, if ``regular``, a group kernel ``(K,)*d + (C, |G|, O)``."""
+    d = group.spatial_dims
+    axes = ("K, K, " if d == 2 else "K, K, K, ") + ("C_in, |G|, C_out" if regular else "C_in, C_out")
+    ndim = d + (3 if regular else 2)
     if kernel.ndim != ndim:
-        raise ValueError(f"`kernel` must have rank {ndim} ({what}), got shape {tuple(kernel.shape)}")
-    if kernel.shape[0] != kernel.shape[1]:
-        raise ValueError(f"`kernel` must be square for group convolutions, got spatial shape "
-                         f"{tuple(kernel.shape[:2])}")
-    if group is not None and kernel.shape[3] != group.order:
-        raise ValueError(f"`kernel` axis 3 (input group axis) must have size |{group.name}| = "
-                         f"{group.order}, got {kernel.shape[3]}")
+        raise ValueError(f"`kernel` must have rank {ndim} ({axes}) for {group.name}, got shape {tuple(kernel.shape)}")
+    if len(set(kernel.shape[:d])) != 1:
+        raise ValueError(f"`kernel` must be {'square' if d == 2 else 'cubic'} for group convolutions, got "
+                         f"spatial shape {tuple(kernel.shape[:d])}")
+    if regular and kernel.shape[d + 1] != group.order:
+        raise ValueError(f"`kernel` axis {d + 1} (input group axis) must have size |{group.name}| = "
+                         f"{group.order}, got {kernel.shape[d + 1]}")
 
 
 def expand_lifting_kernel(kernel: Array, group: Group) -> Array:
-    """Expand a lifting kernel ``(K, K, C, O)`` to the HWIO kernel ``(K, K, C, O*|G|)``.
+    """Expand a lifting kernel ``(K, K, C, O)`` to the HWIO kernel ``(K, K, C, O*|G|)`` (for a group
+    of the voxel grid, ``(K, K, K, C, O)`` to the DHWIO kernel ``(K, K, K, C, O*|G|)``).
 
     Output channel ``o*|G| + h`` holds ``psi_o`` transformed by ``h``: ``W(d) = psi(h^-1 d)``
     (a permutation of taps for C1, C2, C4, D1, D2, D4; band-limited interpolation otherwise,
@@ -161,7 +169,7 @@ def expand_lifting_kernel(kernel: Array, group: Group) -> Array:
 
     Raises:
         TypeError: ``group`` is not a finite :class:`equilib.groups.Group`.
-        ValueError: ``kernel`` is not of rank 4 or not square.
+        ValueError: ``kernel`` is not of rank 4 (5 for a 3D group) or not square (cubic).
 
     Example:
         >>> import jax.numpy as jnp
@@ -175,19 +183,21 @@ def expand_lifting_kernel(kernel: Array, group: Group) -> Array:
         True
     """
     group = as_group(group)
-    _check_kernel(kernel, 4, "K, K, C_in, C_out")
-    k, _, c, o = kernel.shape
+    _check_kernel(kernel, group, regular=False)
+    d = group.spatial_dims
+    k, (c, o) = kernel.shape[0], kernel.shape[d:]
     kind, table = _spatial_tables(group, k)
-    flat = kernel.reshape(k * k, c, o)
+    flat = kernel.reshape(k**d, c, o)
     if kind == "gather":
-        out = jnp.take(flat, jnp.asarray(table), axis=0)  # (G, K*K, C, O)
+        out = jnp.take(flat, jnp.asarray(table), axis=0)  # (G, K**d, C, O)
     else:
         out = jnp.einsum("hij,jco->hico", jnp.asarray(table, dtype=flat.dtype), flat)
-    return jnp.transpose(out, (1, 2, 3, 0)).reshape(k, k, c, o * group.order)
+    return jnp.transpose(out, (1, 2, 3, 0)).reshape((k,) * d + (c, o * group.order))
 
 
 def expand_group_kernel(kernel: Array, group: Group) -> Array:
-    """Expand a group kernel ``(K, K, C, |G|, O)`` to the HWIO kernel ``(K, K, C*|G|, O*|G|)``.
+    """Expand a group kernel ``(K, K, C, |G|, O)`` to the HWIO kernel ``(K, K, C*|G|, O*|G|)`` (for a
+    group of the voxel grid, ``(K, K, K, C, |G|, O)`` to ``(K, K, K, C*|G|, O*|G|)``).
 
     Entry ``[d, c*|G| + k, o*|G| + h]`` is ``psi[h^-1 d, c, h^-1 k, o]``: each filter
     transformed by ``h`` in space and permuted along its input group axis. ``conv2d`` of the
@@ -202,7 +212,8 @@ def expand_group_kernel(kernel: Array, group: Group) -> Array:
 
     Raises:
         TypeError: ``group`` is not a finite :class:`equilib.groups.Group`.
-        ValueError: ``kernel`` is not of rank 5, not square, or its axis 3 is not of size ``|G|``.
+        ValueError: ``kernel`` is not of rank 5 (6 for a 3D group), not square (cubic), or its input
+            group axis is not of size ``|G|``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -212,11 +223,12 @@ def expand_group_kernel(kernel: Array, group: Group) -> Array:
         (3, 3, 16, 40)
     """
     group = as_group(group)
-    _check_kernel(kernel, 5, "K, K, C_in, |G|, C_out", group)
-    k, _, c, g, o = kernel.shape
+    _check_kernel(kernel, group, regular=True)
+    d = group.spatial_dims
+    k, (c, g, o) = kernel.shape[0], kernel.shape[d:]
     kind, table = _spatial_tables(group, k)
     if kind == "gather":
-        flat = jnp.transpose(kernel, (0, 1, 3, 2, 4)).reshape(k * k * g, c, o)
+        flat = jnp.moveaxis(kernel, d + 1, d).reshape(k**d * g, c, o)
         out = jnp.take(flat, jnp.asarray(_group_gather_table(group, k)), axis=0)  # (Gh, KK, Gk, C, O)
     else:
         perms = jnp.asarray(group.regular_permutations())
@@ -225,4 +237,4 @@ def expand_group_kernel(kernel: Array, group: Group) -> Array:
         out = jnp.einsum("hij,jchko->hikco", jnp.asarray(table, dtype=flat.dtype), permuted)
     # (Gh, KK, Gk, C, O) -> (KK, C, Gk, O, Gh)
     out = jnp.transpose(out, (1, 3, 2, 4, 0))
-    return out.reshape(k, k, c * g, o * g)
+    return out.reshape((k,) * d + (c * g, o * g))

@@ -64,6 +64,7 @@ from equilib._src.checks import (
     check_global_mode,
     check_group_mode,
     check_map,
+    check_spatial_dims,
     check_window,
     normalize_padding,
     normalize_stride,
@@ -637,8 +638,9 @@ def aps_unpool(y: Array, phase: Array, stride=2) -> Array:
 
 
 # --- global pooling ---------------------------------------------------------------------------
-def global_pool(x: Array, mode: str = "mean", *, group_mode: str | None = None) -> Array:
-    """Pool a map to an invariant vector: ``(B, H, W, C) -> (B, C)``, ``(B, H, W, C, |G|) -> (B, C)``.
+def global_pool(x: Array, mode: str = "mean", *, group_mode: str | None = None, spatial_dims: int = 2) -> Array:
+    """Pool a map to an invariant vector: ``(B, H, W, C) -> (B, C)``, ``(B, H, W, C, |G|) -> (B, C)``;
+    with ``spatial_dims=3`` a volume ``(B, D, H, W, C)`` or ``(B, D, H, W, C, |G|)``.
 
     ``mode`` ("mean" or "max") pools the spatial axes, and with ``group_mode=None`` the group axis
     of a regular map too, in one reduction. ``group_mode`` first pools the group axis with
@@ -652,13 +654,15 @@ def global_pool(x: Array, mode: str = "mean", *, group_mode: str | None = None) 
         mode: "mean" or "max", over space (and the group axis when ``group_mode`` is None).
         group_mode: None, or "max", "mean" or "norm" to pool the group axis first (regular
             maps only).
+        spatial_dims: 2 (maps) or 3 (volumes, e.g. of ``Octahedral()``; a plain volume has the rank
+            of a regular 2D map, so it is said here rather than guessed).
 
     Returns:
         ``(B, C)``.
 
     Raises:
-        ValueError: ``x`` not of rank 4 or 5, a bad ``mode`` or ``group_mode``, or a
-            ``group_mode`` with a plain map.
+        ValueError: ``x`` not of rank 4 or 5 (5 or 6 for volumes), a bad ``mode``, ``group_mode`` or
+            ``spatial_dims``, or a ``group_mode`` with a plain map.
 
     Example:
         >>> import jax.numpy as jnp
@@ -669,15 +673,18 @@ def global_pool(x: Array, mode: str = "mean", *, group_mode: str | None = None) 
         Array([[2., 2., 2.],
                [2., 2., 2.]], dtype=float32)
     """
-    x = check_map(x, "global_pool")
+    d = check_spatial_dims(spatial_dims)
+    x = check_map(x, "global_pool", spatial_dims=d)
     mode = check_global_mode(mode)
     group_mode = check_group_mode(group_mode)
-    if x.ndim == 4 or group_mode is None:
-        if x.ndim == 4 and group_mode is not None:
-            raise ValueError(f"`group_mode` pools the group axis of a regular map (rank 5), but `x` "
+    space = tuple(range(1, 1 + d))
+    plain = x.ndim == d + 2
+    if plain or group_mode is None:
+        if plain and group_mode is not None:
+            raise ValueError(f"`group_mode` pools the group axis of a regular map (rank {d + 3}), but `x` "
                              f"is a plain map of shape {tuple(x.shape)}; expected group_mode=None")
-        axes = (1, 2) if x.ndim == 4 else (1, 2, 4)
+        axes = space if plain else space + (d + 2,)
     else:
         x = group_pool(x, group_mode)
-        axes = (1, 2)
+        axes = space
     return jnp.max(x, axis=axes) if mode == "max" else jnp.mean(x, axis=axes)

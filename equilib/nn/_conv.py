@@ -27,23 +27,32 @@ __all__ = ["Conv", "LiftingConv", "GroupConv", "PlainConvSpec", "LiftingConvSpec
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PlainConvSpec(WindowConvSpec):
-    """Plain convolution: kernel ``(K_h, K_w, C_in, C_out)``, bias ``(C_out,)``."""
+    """Plain convolution: kernel ``(K_h, K_w, C_in, C_out)`` (``(K_d, K_h, K_w, C_in, C_out)`` for a
+    triple ``kernel_size``: a 3D convolution), bias ``(C_out,)``."""
 
     layer = "Conv"
     square = False
 
+    @property
+    def spatial_dims(self) -> int:
+        return 3 if isinstance(self.kernel_size, tuple) and len(self.kernel_size) == 3 else 2
+
     def kernel_shape(self) -> tuple[int, ...]:
-        kh, kw = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else self.kernel_size
-        return (kh, kw, self.in_channels, self.out_channels)
+        ks = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else self.kernel_size
+        return (*ks, self.in_channels, self.out_channels)
 
     def default_kernel_init(self) -> Initializer:
         return lecun_normal(1.0, in_axis=-2, out_axis=-1)  # as nnx.Conv
 
     def check(self, x: jax.Array) -> None:
-        check_input(x, 4, "(batch, H, W, C)", self.in_channels, self.layer)
-        check_output_size(x.shape[1:3], self.kernel_size, self.padding, self.layer)
+        d = self.spatial_dims
+        check_input(x, d + 2, "(batch, H, W, C)" if d == 2 else "(batch, D, H, W, C) (a 3D kernel_size)",
+                    self.in_channels, self.layer)
+        check_output_size(x.shape[1:1 + d], self.kernel_size, self.padding, self.layer)
 
     def apply(self, x, kernel, bias, precision):
+        if self.spatial_dims == 3:
+            return F.conv3d(x, kernel, stride=self.stride, padding=self.padding, bias=bias, precision=precision)
         return F.conv2d(x, kernel, stride=self.stride, padding=self.padding, bias=bias, precision=precision)
 
 
@@ -58,16 +67,27 @@ class _RegularConvSpec(WindowConvSpec):
         set_fields(self, group=check_finite_group(self.group, self.layer))
         check_group_kernel(self.kernel_size, self.padding, self.layer)
 
+    @property
+    def spatial_dims(self) -> int:
+        """2 (maps ``(B, H, W, ...)``) or 3 (volumes ``(B, D, H, W, ...)``): the group's."""
+        return self.group.spatial_dims
+
+    def _window(self) -> tuple[int, ...]:
+        return (self.kernel_size,) * self.spatial_dims
+
     def _lecun(self, in_axis) -> Initializer:
         # LeCun normal as nnx.Conv, on the fan-in of the *expanded* kernel, so activations keep the
         # variance of a plain Conv with the same number of fields
         k = self.kernel_size
-        return lecun_normal(k * k / kernel_dof(self.group, k), in_axis=in_axis, out_axis=-1)
+        return lecun_normal(k**self.spatial_dims / kernel_dof(self.group, k), in_axis=in_axis, out_axis=-1)
 
-    def _check(self, x: jax.Array, rank: int, layout: str, group: Group | None) -> None:
-        check_input(x, rank, layout, self.in_channels, self.layer, group=group)
-        check_output_size(x.shape[1:3], self.kernel_size, self.padding, self.layer)
-        warn_if_inexact(self.layer, x.shape[1:3], self.kernel_size, self.stride, self.padding, stacklevel=6)
+    def _check(self, x: jax.Array, extra: int, group: Group | None) -> None:
+        d = self.spatial_dims
+        axes = "(batch, H, W, C" if d == 2 else "(batch, D, H, W, C"
+        layout = axes + (", |G|)" if extra else ")") + ("" if d == 2 else f" (a volume: {self.group.name} is 3D)")
+        check_input(x, d + 2 + extra, layout, self.in_channels, self.layer, group=group)
+        check_output_size(x.shape[1:1 + d], self.kernel_size, self.padding, self.layer)
+        warn_if_inexact(self.layer, x.shape[1:1 + d], self.kernel_size, self.stride, self.padding, stacklevel=6)
 
     def expand_bias(self, bias):
         return None if bias is None else jnp.repeat(bias, self.group.order)
@@ -80,13 +100,13 @@ class LiftingConvSpec(_RegularConvSpec):
     layer = "LiftingConv"
 
     def kernel_shape(self) -> tuple[int, ...]:
-        return (self.kernel_size, self.kernel_size, self.in_channels, self.out_channels)
+        return (*self._window(), self.in_channels, self.out_channels)
 
     def default_kernel_init(self) -> Initializer:
         return self._lecun(-2)
 
     def check(self, x: jax.Array) -> None:
-        self._check(x, 4, "(batch, H, W, C)", None)
+        self._check(x, 0, None)
 
     def apply(self, x, kernel, bias, precision):
         return F.lifting_conv(x, kernel, self.group, stride=self.stride, padding=self.padding, bias=bias,
@@ -103,14 +123,13 @@ class GroupConvSpec(_RegularConvSpec):
     layer = "GroupConv"
 
     def kernel_shape(self) -> tuple[int, ...]:
-        k = self.kernel_size
-        return (k, k, self.in_channels, self.group.order, self.out_channels)
+        return (*self._window(), self.in_channels, self.group.order, self.out_channels)
 
     def default_kernel_init(self) -> Initializer:
         return self._lecun((-3, -2))
 
     def check(self, x: jax.Array) -> None:
-        self._check(x, 5, "(batch, H, W, C, |G|)", self.group)
+        self._check(x, 1, self.group)
 
     def apply(self, x, kernel, bias, precision):
         return F.group_conv(x, kernel, self.group, stride=self.stride, padding=self.padding, bias=bias,

@@ -37,7 +37,9 @@ class GroupBatchNormSpec(NormSpec):
         return (self.num_features,), (self.num_features,)
 
     def check(self, x: jax.Array) -> None:
-        check_input(x, 5, "(batch, H, W, C, |G|)", self.num_features, self.layer, group=self.group,
+        d = self.group.spatial_dims
+        check_input(x, 3 + d, "(batch, H, W, C, |G|)" if d == 2 else f"(batch, D, H, W, C, |G|) (a volume: "
+                    f"{self.group.name} is 3D)", self.num_features, self.layer, group=self.group,
                     channels_name="num_features")
 
     def moments(self, x, axis_name):

@@ -220,17 +220,18 @@ class APSPool(nnx.Module):
 
 
 class GlobalPool(nnx.Module):
-    """Global pooling to an invariant vector, ``(B, H, W, C[, |G|]) -> (B, C)``
-    (:func:`equilib.functional.global_pool`). It ends the group part of a :class:`Sequential`
-    (``ends_group_axis``).
+    """Global pooling to an invariant vector, ``(B, H, W, C[, |G|]) -> (B, C)``, or with
+    ``spatial_dims=3`` ``(B, D, H, W, C[, |G|]) -> (B, C)`` (:func:`equilib.functional.global_pool`).
+    It ends the group part of a :class:`Sequential` (``ends_group_axis``).
 
     Args:
         mode: "mean" or "max" over space (and the group axis, if ``group_mode`` is None).
         group_mode: None, or "max", "mean" or "norm": first pools the group axis of a regular
             map that way.
+        spatial_dims: 2 (maps) or 3 (volumes; ``Octahedral().spatial_dims``).
 
     Raises:
-        ValueError: a bad argument; on call, an input that is not of rank 4 or 5.
+        ValueError: a bad argument; on call, an input that is not of rank 4 or 5 (5 or 6 for volumes).
 
     Example:
         >>> import jax.numpy as jnp
@@ -241,10 +242,11 @@ class GlobalPool(nnx.Module):
 
     ends_group_axis = True  # the output (B, C) has no group axis: it ends a Sequential's group part
 
-    def __init__(self, mode: str = "mean", *, group_mode: str | None = None):
+    def __init__(self, mode: str = "mean", *, group_mode: str | None = None, spatial_dims: int = 2):
         self.mode = checks.check_global_mode(mode)
         self.group_mode = checks.check_group_mode(group_mode)
+        self.spatial_dims = checks.check_spatial_dims(spatial_dims)
 
     def __call__(self, x: Array) -> Array:
-        x = checks.check_map(x, "GlobalPool")
-        return F.global_pool(x, self.mode, group_mode=self.group_mode)
+        x = checks.check_map(x, "GlobalPool", spatial_dims=self.spatial_dims)
+        return F.global_pool(x, self.mode, group_mode=self.group_mode, spatial_dims=self.spatial_dims)
