@@ -42,8 +42,9 @@ import numpy as np
 from equilib._src.imaging import rescale
 from equilib._src.typing import Array, ArrayLike, PRNGKey
 from equilib.fields import FieldType
+from equilib.fields3d import FieldType3D
 from equilib.groups import Group, as_group, elements_of
-from equilib.groups3d import SpatialLieGroup
+from equilib.groups3d import SO3, SpatialLieGroup
 
 __all__ = [
     "equivariance_errors",
@@ -386,46 +387,77 @@ def ball_mask(d: int, h: int, w: int, fraction: float = 1.0) -> np.ndarray:
     return (z**2 + y**2 + x**2 <= r * r + 1e-9).astype(np.float32)
 
 
+def _volume_elements(group, elements) -> list[tuple[int, np.ndarray]]:
+    """``[(key, matrix)]``: octahedral elements by index (default all), SO3/O3 ones by position."""
+    if isinstance(group, SpatialLieGroup):
+        if elements is None:
+            raise ValueError(f"`elements` must list the rotation matrices to test for {group.name} (e.g. "
+                             f"{group!r}.random_elements(8, seed=0)), got None")
+        return [(i, group.element(m)) for i, m in enumerate(elements)]
+    return [(g, group.matrix(g)) for g in elements_of(group, elements)]
+
+
+def _volume_errors(fn: Callable, x: np.ndarray, group, elements, act_in: Callable, act_out: Callable | None,
+                   mask_fraction: float) -> dict[int, float]:
+    """The 3D core of the harness: ``{key: error}`` with ``act_in(a, matrix)`` on inputs and ``act_out``
+    (None: invariant) on outputs ``(..., D, H, W, C)``; off-grid elements measured inside balls."""
+    els = _volume_elements(group, elements)
+    exact = all(SO3().is_grid_preserving(m) for _, m in els)
+    xm = x if exact else x * ball_mask(*x.shape[-4:-1])[..., None]  # nothing rotates off the canvas
+    y = _np(fn(xm))
+    errors = {}
+    for key, m in els:
+        out = _np(fn(_np(act_in(xm, m))))
+        exp = _np(act_out(y, m)) if act_out is not None else y
+        mask = None
+        if act_out is not None and not SO3().is_grid_preserving(m):
+            d, h, w = exp.shape[-4:-1]
+            mask = ball_mask(d, h, w, fraction=mask_fraction)[..., None]
+        errors[key] = _rel(out, exp, mask)
+    return errors
+
+
 def _lie3d_errors(fn: Callable, x: np.ndarray, group: SpatialLieGroup, elements, input: str, output: str,
                   mask_fraction: float) -> dict[int, float]:
     """:func:`equivariance_errors` for SO3/O3: ``{i: error}`` for the matrices ``elements[i]``."""
-    if elements is None:
-        raise ValueError(f"`elements` must list the rotation matrices to test for {group.name} (e.g. "
-                         f"{group!r}.random_elements(8, seed=0)), got None")
     if input == "regular" or output == "regular":
         raise ValueError(f"{group.name} acts on plain volumes (B, D, H, W, C) and invariant outputs; got "
                          f"input={input!r}, output={output!r} (a regular map of a finite group has no "
                          f"{group.name} action)")
     if x.ndim < 4:
         raise ValueError(f"a plain volume has axes (B, D, H, W, C), got shape {tuple(x.shape)}")
-    mats = [group.element(m) for m in elements]
-    xm = x * ball_mask(*x.shape[-4:-1])[..., None]  # nothing rotates off the canvas
-    y = _np(fn(xm))
-    errors = {}
-    for i, m in enumerate(mats):
-        out = _np(fn(_np(group.transform_image(xm, m))))
-        exp = _np(group.transform_image(y, m)) if output == "plain" else y
-        mask = None
-        if output == "plain" and not group.is_grid_preserving(m):
-            d, h, w = exp.shape[-4:-1]
-            mask = ball_mask(d, h, w, fraction=mask_fraction)[..., None]
-        errors[i] = _rel(out, exp, mask)
+    act = group.transform_image
+    return _volume_errors(fn, x, group, elements, act, act if output == "plain" else None, mask_fraction)
+
+
+def _assert_volume(errors_of: Callable, group, elements, rtol, off_grid_rtol, what: str) -> dict[int, float]:
+    """``errors_of()`` within ``rtol`` (grid elements) or the explicit ``off_grid_rtol`` (the others)."""
+    els = _volume_elements(group, elements)
+    off = [k for k, m in els if not SO3().is_grid_preserving(m)]
+    if off and off_grid_rtol is None:
+        raise ValueError(f"elements {off} of {group.name} do not map the voxel grid to itself: pass "
+                         f"`off_grid_rtol` (their error is approximate)")
+    errors = errors_of()
+    bad = {k: e for k, e in errors.items() if not e <= (off_grid_rtol if k in off else rtol)}
+    if bad:
+        raise AssertionError(f"not {what}: relative error above rtol={rtol}"
+                             + (f" / off_grid_rtol={off_grid_rtol}" if off else "")
+                             + f" for elements {_format(bad)}; all errors: {_format(errors)}")
     return errors
 
 
 def _assert_lie3d(fn, x, group: SpatialLieGroup, input, output, elements, rtol, off_grid_rtol, mask_fraction):
-    mats = [group.element(m) for m in (elements if elements is not None else [])]
-    off = [i for i, m in enumerate(mats) if not group.is_grid_preserving(m)]
-    if off and off_grid_rtol is None:
-        raise ValueError(f"elements {off} of {group.name} do not map the voxel grid to itself: pass "
-                         f"`off_grid_rtol` (their error is approximate)")
-    errors = _lie3d_errors(fn, _np(x), group, elements, input, output, mask_fraction)
-    bad = {i: e for i, e in errors.items() if not e <= (off_grid_rtol if i in off else rtol)}
-    if bad:
-        raise AssertionError(f"not {group.name}-equivariant ({input} -> {output}): relative error above rtol={rtol}"
-                             + (f" / off_grid_rtol={off_grid_rtol}" if off else "")
-                             + f" for elements {_format(bad)}; all errors: {_format(errors)}")
-    return errors
+    return _assert_volume(lambda: _lie3d_errors(fn, _np(x), group, elements, input, output, mask_fraction),
+                          group, elements, rtol, off_grid_rtol, f"{group.name}-equivariant ({input} -> {output})")
+
+
+def _volume_field_errors(fn, x, in_type: FieldType3D, out_type, elements, mask_fraction) -> dict[int, float]:
+    if not (out_type == "invariant" or isinstance(out_type, FieldType3D)):
+        raise TypeError(f"`out_type` must be a FieldType3D or 'invariant', got {out_type!r}")
+    x = _np(x)
+    in_type.check(x, "x")
+    act_out = None if out_type == "invariant" else out_type.transform
+    return _volume_errors(fn, x, in_type.group, elements, in_type.transform, act_out, mask_fraction)
 
 
 # --- translations -------------------------------------------------------------------------------
@@ -815,7 +847,10 @@ def field_equivariance_errors(fn: Callable, x: ArrayLike, in_type, out_type="inv
     tested are those of the finite ``group`` (default: ``in_type.group`` when it is finite; for
     SO(2)/O(2) pass e.g. ``Cyclic(16)`` for multiples of 22.5 degrees), used through their
     ``(angle, flip)``. Off-grid elements are measured as in :func:`equivariance_errors` (input
-    masked by a disk, error inside a disk of ``mask_fraction``).
+    masked by a disk, error inside a disk of ``mask_fraction``). With a
+    :class:`equilib.fields3d.FieldType3D` the maps are volumes ``(B, D, H, W, C)``; ``elements`` are the
+    octahedral group's indices (default all) or, for SO3/O3, rotation matrices (required), measured
+    inside balls off the grid.
 
     Args:
         fn: the function tested, ``(B, H, W, D) -> (B, H', W', D')`` (or anything, if invariant).
@@ -850,6 +885,8 @@ def field_equivariance_errors(fn: Callable, x: ArrayLike, in_type, out_type="inv
         >>> sorted(errors), max(errors.values()) < 1e-5
         ([0, 1, 2, 3], True)
     """
+    if isinstance(in_type, FieldType3D):
+        return _volume_field_errors(fn, x, in_type, out_type, elements, mask_fraction)
     if not isinstance(in_type, FieldType):
         raise TypeError(f"`in_type` must be a FieldType, got {type(in_type).__name__}")
     if not (out_type == "invariant" or isinstance(out_type, FieldType)):
@@ -932,6 +969,10 @@ def assert_field_equivariant(fn: Callable, x: ArrayLike, in_type, out_type="inva
             ...
         ValueError: `group` is required for SO(2)/O(2) fields (the finite group of tested elements)
     """
+    if isinstance(in_type, FieldType3D):
+        return _assert_volume(lambda: _volume_field_errors(fn, x, in_type, out_type, elements, mask_fraction),
+                              in_type.group, elements, rtol, off_grid_rtol,
+                              f"{in_type.group.name}-equivariant ({in_type!r} -> {out_type!r})")
     if group is None and isinstance(in_type, FieldType) and isinstance(in_type.group, Group):
         group = in_type.group
     if group is None:

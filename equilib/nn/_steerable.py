@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence, cast
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +51,7 @@ from equilib._src.norms import l2_norm
 from equilib._src.repmath import irrep_matrix
 from equilib._src.typing import Array
 from equilib.fields import FieldType, as_field_type
+from equilib.fields3d import FieldType3D, irrep3d
 from equilib.functional import BasisConfig, SteerableBasis, batch_moments, batch_norm
 from equilib.functional._conv import conv2d
 from equilib.functional._steerable import (
@@ -61,6 +62,7 @@ from equilib.functional._steerable import (
 )
 from equilib.groups import Group
 from equilib.nn._spatial_pool import GlobalPool, MaxBlurPool, MaxPool
+from equilib.nn._steerable3d import SteerableConv3DSpec, is_volume_type
 from equilib.nn._typed_pool import AdaptiveMaxPool
 from equilib.reps import Rep, irrep_size, trivial_rep
 
@@ -180,7 +182,10 @@ class SteerableConvSpec(WindowSpec):
 
 
 class SteerableConv(ExportableConvLayer):
-    """Steerable convolution ``(B, H, W, in_type.size) -> (B, H', W', out_type.size)``.
+    """Steerable convolution ``(B, H, W, in_type.size) -> (B, H', W', out_type.size)``; with field types
+    of :mod:`equilib.fields3d` (SO(3), O(3), the octahedral groups) a convolution on volumes
+    ``(B, D, H, W, in_type.size) -> (B, D', H', W', out_type.size)`` whose basis is Gaussian rings x real
+    spherical harmonics solved for the group (:func:`equilib.nn._steerable3d.kernel_basis3d`).
 
     The kernel ``(K, K, D_in, D_out)`` is ``sum_b kernel[b] * basis[b]`` over the steerable basis
     of :func:`equilib.functional.steerable_basis` (Gaussian rings x band-limited angular
@@ -190,8 +195,9 @@ class SteerableConv(ExportableConvLayer):
     cached per configuration: building a layer costs no XLA compile.
 
     Args:
-        in_type: the :class:`~equilib.fields.FieldType` of the input, ``D_in = in_type.size``.
-        out_type: the field type of the output (same group).
+        in_type: the :class:`~equilib.fields.FieldType` of the input, ``D_in = in_type.size`` (or a
+            :class:`~equilib.fields3d.FieldType3D`: the layer is 3D).
+        out_type: the field type of the output (same group, same kind).
         kernel_size: an odd int ``K`` (even only with ``padding="VALID"``), or ``(K, K)``.
         rings: the radii of the rings, as in :func:`equilib.functional.basis_config` (None:
             escnn's defaults, as for ``sigma`` and ``frequency_cutoff``).
@@ -234,11 +240,26 @@ class SteerableConv(ExportableConvLayer):
                  frequency_cutoff: Any = None, dtype: Any = None, param_dtype: Any = jnp.float32,
                  precision: Any = None, kernel_init: Initializer | None = None, bias_init: Initializer = zeros,
                  rngs: nnx.Rngs):
-        spec = SteerableConvSpec(in_type=in_type, out_type=out_type, kernel_size=kernel_size, stride=stride,
-                                 padding=padding, use_bias=use_bias, rings=rings, sigma=sigma,
-                                 frequency_cutoff=frequency_cutoff)
+        spec: SteerableConvSpec | SteerableConv3DSpec
+        if is_volume_type(in_type):  # fields of equilib.fields3d: a convolution on volumes
+            given = [n for n, v in (("rings", rings), ("sigma", sigma), ("frequency_cutoff", frequency_cutoff))
+                     if v is not None]
+            if given:
+                raise ValueError(f"{given} configure the planar basis; the 3D basis takes escnn-like defaults "
+                                 f"(rings at radii 0..(K-1)/2, degrees <= min(2r, r+1)): leave them None")
+            spec = SteerableConv3DSpec(in_type=cast(Any, in_type), out_type=cast(Any, out_type),
+                                       kernel_size=kernel_size, stride=stride, padding=padding, use_bias=use_bias)
+        else:
+            spec = SteerableConvSpec(in_type=in_type, out_type=out_type, kernel_size=kernel_size, stride=stride,
+                                     padding=padding, use_bias=use_bias, rings=rings, sigma=sigma,
+                                     frequency_cutoff=frequency_cutoff)
         super().__init__(spec, dtype=dtype, param_dtype=param_dtype, precision=precision,
                          kernel_init=kernel_init, bias_init=bias_init, rngs=rngs)
+
+
+def _any_field_type(in_type):
+    """``in_type`` as a planar FieldType or a FieldType3D (layers that only need per-field norms)."""
+    return in_type if is_volume_type(in_type) else as_field_type(in_type, "in_type")
 
 
 # --- nonlinearities ---------------------------------------------------------------------------
@@ -287,10 +308,12 @@ _NORM_FUNCTIONS = {
 
 class NormNonlinearity(nnx.Module):
     """Per field ``f -> f * phi(|f| - b) / |f|`` (escnn's norm nonlinearities): the norm of an
-    orthogonal representation is invariant, so any field type works. ``out_type = in_type``.
+    orthogonal representation is invariant, so any field type works (also a
+    :class:`~equilib.fields3d.FieldType3D` on volumes). ``out_type = in_type``.
 
     Args:
-        in_type: the :class:`~equilib.fields.FieldType` of the input ``(B, H, W, in_type.size)``.
+        in_type: the :class:`~equilib.fields.FieldType` of the input ``(B, H, W, in_type.size)``
+            (or a ``FieldType3D``: ``(B, D, H, W, in_type.size)``).
         function: ``"n_relu"`` (default), ``"n_sigmoid"``, ``"n_softplus"`` or ``"squash"``
             (``|f| / (1 + |f|)``, no bias).
         use_bias: learn a bias ``b`` per field (initialised to 0).
@@ -319,7 +342,7 @@ class NormNonlinearity(nnx.Module):
     def __init__(self, in_type: FieldType, function: str = "n_relu", *, use_bias: bool = True,
                  epsilon: float = 1e-6, param_dtype=jnp.float32, rngs: nnx.Rngs):
         del rngs  # required as in NNX; the bias starts at 0: no key is drawn
-        self.in_type = self.out_type = as_field_type(in_type, "in_type")
+        self.in_type = self.out_type = _any_field_type(in_type)
         if function not in _NORM_FUNCTIONS:
             raise ValueError(f"`function` must be one of {sorted(_NORM_FUNCTIONS)}, got {function!r}")
         if function == "squash" and use_bias:
@@ -716,10 +739,12 @@ class FieldBatchNorm(BatchNormLayer):
 # --- pooling and restriction ------------------------------------------------------------------
 class NormPool(nnx.Module):
     """Per field L2 norm: ``(B, H, W, D) -> (B, H, W, n_fields)``, invariant fields
-    (``out_type``: trivial). Works for any (orthogonal) field type.
+    (``out_type``: trivial). Works for any (orthogonal) field type, and on volumes
+    ``(B, D, H, W, C)`` with a :class:`~equilib.fields3d.FieldType3D`.
 
     Args:
-        in_type: the :class:`~equilib.fields.FieldType` of the input ``(B, H, W, in_type.size)``.
+        in_type: the :class:`~equilib.fields.FieldType` of the input ``(B, H, W, in_type.size)``
+            (or a ``FieldType3D``).
 
     Raises:
         ValueError: on call, an input that is not ``(B, H, W, in_type.size)``.
@@ -733,9 +758,13 @@ class NormPool(nnx.Module):
     """
 
     def __init__(self, in_type: FieldType):
-        self.in_type = as_field_type(in_type, "in_type")
+        self.in_type = _any_field_type(in_type)
         g = self.in_type.group
-        self.out_type = FieldType(g, [trivial_rep(g)] * len(self.in_type))
+        self.out_type: FieldType | FieldType3D
+        if is_volume_type(self.in_type):
+            self.out_type = FieldType3D(g, [irrep3d(g, 0)] * len(self.in_type))
+        else:
+            self.out_type = FieldType(g, [trivial_rep(g)] * len(self.in_type))
 
     def __call__(self, x: Array) -> Array:
         self.in_type.check(x, "x", "NormPool")

@@ -1,0 +1,282 @@
+"""Field types of steerable volumes ``(B, D, H, W, C)``: representations of SO(3), O(3) and the
+octahedral groups, and :class:`FieldType3D`, the type of a map.
+
+A representation here is a Wigner-D matrix of degree ``l`` (:mod:`equilib._src.so3`: real, orthogonal,
+``Y_l(R p) = D^l(R) Y_l(p)`` for the real spherical harmonics), seen as a representation of
+``SO3()``, of ``O3()`` (with parity ``(-1)^l`` under the inversion, or ``(-1)^(l+1)`` for a
+*pseudo*-tensor: ``det(R) D^l(R)``), or restricted to the grid rotations ``Octahedral()`` /
+``FullOctahedral()``. Degree 0 is a scalar (a pseudo-scalar with ``pseudo=True``), degree 1 a vector:
+``D^1(R) = P R P^T`` with ``P`` the permutation ``(x, y, z) -> (y, z, x)`` (the harmonics' order).
+A map of type ``t`` transforms as ``(R.f)(p) = rho(R) f(R^-1 p)``, ``rho`` the block-diagonal sum of
+its fields' matrices (:meth:`FieldType3D.transform`). Regular fields of the octahedral groups are the
+regular maps of :class:`equilib.nn.GroupConv` (``(B, D, H, W, C, |G|)``), not field types here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import numpy as np
+
+from equilib._src.so3 import wigner_d
+from equilib.groups3d import OctahedralGroup, SpatialLieGroup
+
+__all__ = ["Rep3D", "irrep3d", "FieldType3D"]
+
+
+def _check_group(group, name: str = "group"):
+    if not isinstance(group, (SpatialLieGroup, OctahedralGroup)):
+        raise TypeError(f"`{name}` must be a group of 3D rotations (SO3(), O3(), Octahedral(), FullOctahedral()), "
+                        f"got {type(group).__name__}")
+    return group
+
+
+def _has_inversion(group) -> bool:
+    return bool(group.improper) if isinstance(group, SpatialLieGroup) else bool(group.inversion)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rep3D:
+    """The Wigner-D representation of degree ``l`` of a group of 3D rotations (module docstring).
+
+    Frozen and hashable. ``rep(R)`` is the ``(2l+1, 2l+1)`` matrix of a 3x3 element ``R`` (for the
+    octahedral groups also an element index). Usually built with :func:`irrep3d`.
+
+    Args:
+        group: ``SO3()``, ``O3()``, ``Octahedral()`` or ``FullOctahedral()``.
+        degree: ``l >= 0``.
+        pseudo: parity ``(-1)^(l+1)`` under the inversion (``det(R) D^l(R)``); only meaningful, and
+            only allowed, for the groups with the inversion (``O3()``, ``FullOctahedral()``).
+
+    Raises:
+        TypeError: ``group`` is not a 3D group.
+        ValueError: ``degree`` is not an int >= 0, or ``pseudo`` for a group without the inversion.
+
+    Example:
+        >>> import numpy as np
+        >>> from equilib.fields3d import Rep3D
+        >>> from equilib.groups3d import O3
+        >>> vector, axial = Rep3D(O3(), 1), Rep3D(O3(), 1, pseudo=True)
+        >>> vector.size, round(float(vector(-np.eye(3))[0, 0]), 6), round(float(axial(-np.eye(3))[0, 0]), 6)
+        (3, -1.0, 1.0)
+    """
+
+    group: Any
+    degree: int
+    pseudo: bool = False
+
+    def __post_init__(self):
+        _check_group(self.group)
+        if isinstance(self.degree, bool) or not isinstance(self.degree, (int, np.integer)) or self.degree < 0:
+            raise ValueError(f"`degree` must be an integer >= 0, got {self.degree!r}")
+        if self.pseudo and not _has_inversion(self.group):
+            raise ValueError(f"`pseudo` needs a group with the inversion (O3(), FullOctahedral()), got "
+                             f"{self.group.name}: without it a pseudo-tensor is the tensor")
+        object.__setattr__(self, "degree", int(self.degree))
+        object.__setattr__(self, "pseudo", bool(self.pseudo))
+
+    @property
+    def size(self) -> int:
+        """``2l + 1``."""
+        return 2 * self.degree + 1
+
+    @property
+    def name(self) -> str:
+        return f"{'pseudo' if self.pseudo else ''}l{self.degree}"
+
+    @property
+    def is_trivial(self) -> bool:
+        """True for the scalar (degree 0, not pseudo): it carries a bias and passes a pointwise nonlinearity."""
+        return self.degree == 0 and not self.pseudo
+
+    def __repr__(self) -> str:
+        return f"Rep3D({self.group.name}, {self.name})"
+
+    def __call__(self, element) -> np.ndarray:
+        """The matrix of ``element`` (a 3x3 matrix of the group, or an index of an octahedral group)."""
+        if isinstance(self.group, OctahedralGroup) and np.ndim(element) == 0:
+            m = self.group.matrix(element)
+        elif isinstance(self.group, SpatialLieGroup):
+            m = self.group.element(element)
+        else:
+            m = self.group.matrix(self.group.element_from_matrix(element))
+        d = wigner_d(self.degree, m)
+        return float(np.sign(np.linalg.det(m))) * d if self.pseudo else d
+
+
+def irrep3d(group, degree: int, *, pseudo: bool = False) -> Rep3D:
+    """The representation of degree ``degree`` of ``group`` (:class:`Rep3D`).
+
+    Args:
+        group: ``SO3()``, ``O3()``, ``Octahedral()`` or ``FullOctahedral()``.
+        degree: ``l >= 0`` (0: scalar, 1: vector, 2: traceless symmetric tensor, ...).
+        pseudo: a pseudo-tensor (groups with the inversion only).
+
+    Returns:
+        The :class:`Rep3D`.
+
+    Raises:
+        TypeError, ValueError: as :class:`Rep3D`.
+
+    Example:
+        >>> from equilib.fields3d import irrep3d
+        >>> from equilib.groups3d import SO3
+        >>> irrep3d(SO3(), 2).size
+        5
+    """
+    return Rep3D(group, degree, pseudo)
+
+
+class FieldType3D:
+    """The type ``(group, reps)`` of a steerable volume ``(B, D, H, W, C)``.
+
+    Immutable and hashable; ``size`` is ``C``, ``len(t)`` the number of fields, ``offsets[i]`` the first
+    channel of field ``i``; ``t + other`` concatenates the fields of two types of the same group.
+
+    Args:
+        group: ``SO3()``, ``O3()``, ``Octahedral()`` or ``FullOctahedral()``.
+        reps: one :class:`Rep3D` of ``group`` per field, in channel order (a list).
+
+    Raises:
+        TypeError: ``group`` is not a 3D group, ``reps`` a single Rep3D or not a sequence of Rep3D.
+        ValueError: ``reps`` is empty or holds a representation of another group.
+
+    Example:
+        >>> import numpy as np
+        >>> from equilib.fields3d import FieldType3D, irrep3d
+        >>> from equilib.groups3d import SO3
+        >>> G = SO3()
+        >>> t = FieldType3D(G, [irrep3d(G, 0)] * 2 + [irrep3d(G, 1)])
+        >>> t, t.size, t.offsets
+        (FieldType3D(SO3, [2xl0, 1xl1], size=5), 5, (0, 1, 2))
+        >>> x = np.ones((1, 3, 3, 3, t.size), np.float32)
+        >>> t.transform(x, G.element(axis=(0, 0, 1), angle=np.pi / 2)).shape
+        (1, 3, 3, 3, 5)
+    """
+
+    __slots__ = ("group", "reps", "size", "offsets", "_hash")
+
+    group: Any
+    reps: tuple[Rep3D, ...]
+    size: int
+    offsets: tuple[int, ...]
+    _hash: int
+
+    def __init__(self, group, reps: Sequence[Rep3D]):
+        group = _check_group(group)
+        if isinstance(reps, Rep3D):
+            raise TypeError("`reps` must be a sequence of Rep3D (one per field), got a single Rep3D; wrap it "
+                            "in a list, e.g. [rep] * n")
+        try:
+            reps = tuple(reps)
+        except TypeError:
+            raise TypeError(f"`reps` must be a sequence of Rep3D, got {type(reps).__name__}") from None
+        if not reps:
+            raise ValueError("`reps` must contain at least one representation (field)")
+        for i, r in enumerate(reps):
+            if not isinstance(r, Rep3D):
+                raise TypeError(f"`reps[{i}]` must be a Rep3D (e.g. irrep3d(group, l)), got {type(r).__name__}")
+            if r.group != group:
+                raise ValueError(f"`reps[{i}]` is a representation of {r.group.name}, expected one of {group.name} "
+                                 f"(the field type's group)")
+        offsets = tuple(int(o) for o in np.cumsum([0] + [r.size for r in reps]))
+        object.__setattr__(self, "group", group)
+        object.__setattr__(self, "reps", reps)
+        object.__setattr__(self, "size", offsets[-1])
+        object.__setattr__(self, "offsets", offsets[:-1])
+        object.__setattr__(self, "_hash", hash((group, reps)))
+
+    def __setattr__(self, key, value):
+        raise AttributeError("FieldType3D is immutable")
+
+    def __reduce__(self):
+        return (FieldType3D, (self.group, self.reps))
+
+    def __eq__(self, other):
+        if not isinstance(other, FieldType3D):
+            return NotImplemented
+        return self._hash == other._hash and self.group == other.group and self.reps == other.reps
+
+    def __hash__(self):
+        return self._hash
+
+    def __len__(self):
+        return len(self.reps)
+
+    def __iter__(self):
+        return iter(self.reps)
+
+    def __add__(self, other: "FieldType3D") -> "FieldType3D":
+        if not isinstance(other, FieldType3D):
+            return NotImplemented
+        if other.group != self.group:
+            raise ValueError(f"cannot concatenate field types of {self.group.name} and {other.group.name}")
+        return FieldType3D(self.group, self.reps + other.reps)
+
+    def __repr__(self):
+        counts: dict[str, int] = {}
+        for r in self.reps:
+            counts[r.name] = counts.get(r.name, 0) + 1
+        return f"FieldType3D({self.group.name}, [{', '.join(f'{n}x{k}' for k, n in counts.items())}], size={self.size})"
+
+    def field_slice(self, i: int) -> slice:
+        """Channels of field ``i``."""
+        return slice(self.offsets[i], self.offsets[i] + self.reps[i].size)
+
+    def groups(self):
+        """Fields grouped by representation: a tuple of ``(rep, fields (n,), channels (n, rep.size))``
+        in order of first appearance (as :meth:`equilib.fields.FieldType.groups`)."""
+        return _groups(self)
+
+    def matrix(self, element) -> np.ndarray:
+        """``(C, C)`` block-diagonal matrix of ``element`` on the channels."""
+        out = np.zeros((self.size, self.size))
+        for i, r in enumerate(self.reps):
+            s = self.field_slice(i)
+            out[s, s] = r(element)
+        return out
+
+    def transform(self, x, element):
+        """Apply ``element`` (a 3x3 matrix; an index for the octahedral groups) to a volume ``x``
+        ``(..., D, H, W, C)``: voxels move (exactly for the grid rotations, trilinear otherwise) and
+        each field is multiplied by its matrix."""
+        self.check(x, "x")
+        if isinstance(self.group, OctahedralGroup):
+            g = int(element) if np.ndim(element) == 0 else self.group.element_from_matrix(element)
+            y, m = self.group.transform_image(x, g), self.matrix(g)
+        else:
+            y, m = self.group.transform_image(x, element), self.matrix(element)
+        if isinstance(y, np.ndarray):
+            return (y @ m.T).astype(y.dtype, copy=False)
+        import jax.numpy as jnp
+
+        return y @ jnp.asarray(m.T, dtype=y.dtype)
+
+    def check(self, x, name: str = "x", layer: str | None = None):
+        """Raise a ``ValueError`` unless ``x`` is a volume ``(B, D, H, W, C)`` of this type."""
+        where = f"{layer}: " if layer else ""
+        shape = tuple(getattr(x, "shape", ()))
+        if len(shape) != 5:
+            raise ValueError(f"{where}`{name}` must be a steerable volume of rank 5 (batch, D, H, W, C={self.size}), "
+                             f"got shape {shape}")
+        if shape[-1] != self.size:
+            raise ValueError(f"{where}`{name}` has {shape[-1]} channels but its field type {self!r} has size "
+                             f"{self.size} (shape {shape})")
+        return x
+
+
+@functools.cache
+def _groups(ft: FieldType3D):
+    order: dict[Rep3D, list[int]] = {}
+    for i, r in enumerate(ft.reps):
+        order.setdefault(r, []).append(i)
+    out = []
+    for r, fields in order.items():
+        f = np.array(fields, dtype=np.int64)
+        ch = np.array([ft.offsets[i] for i in fields])[:, None] + np.arange(r.size)[None, :]
+        f.setflags(write=False)
+        ch.setflags(write=False)
+        out.append((r, f, ch))
+    return tuple(out)
