@@ -13,8 +13,9 @@ harmonics' Wigner matrices ``D^J`` (``Y_J(R p) = D^J(R) Y_J(p)``, :mod:`equilib.
     ``sum_m D^J(R)[m, n] C_m = rho_out(R) C_n rho_in(R)^T``   for every ``n``,
 
 a linear system whose null space (over a set of elements that generate the group) is the basis.
-Degrees are band-limited per ring (``J <= min(2r, r + 1)``, as the planar basis of
-:mod:`equilib.functional`) so that the sampled harmonics do not alias on the grid. The sampled
+Degrees are band-limited per ring (``J <= min(2r, K//2 - r + 2)``, escnn's default for
+``R3Conv``: the outer rings, sampled on fewest voxels per wavelength, keep lower degrees) so that
+the sampled harmonics alias little on the grid; the span is then escnn's (``tests/test_escnn_parity3d.py``). The sampled
 basis is orthonormalised (over the grid) before it is returned.
 """
 
@@ -42,32 +43,54 @@ def grid_points(kernel_size: int) -> np.ndarray:
 
 def ring_profiles(kernel_size: int) -> list[tuple[float, np.ndarray, int]]:
     """``[(radius, profile (K, K, K), max_degree)]``: Gaussian rings at radii ``0..(K-1)//2`` (std 0.6,
-    the outermost 0.4, the centre a point), each with its band limit ``min(2r, r + 1)``."""
+    the outermost 0.4, the centre a point), each with its band limit ``min(2r, K//2 - r + 2)`` (escnn's)."""
     r = np.linalg.norm(grid_points(kernel_size), axis=-1)
     rings = list(range(0, (kernel_size - 1) // 2 + 1))
     out = []
     for j, rj in enumerate(rings):
         sigma = 0.005 if rj == 0 else (0.4 if j == len(rings) - 1 else 0.6)
-        out.append((float(rj), np.exp(-((r - rj) ** 2) / (2 * sigma**2)), 0 if rj == 0 else int(min(2 * rj, rj + 1))))
+        band = 0 if rj == 0 else int(min(2 * rj, kernel_size // 2 - rj + 2))
+        out.append((float(rj), np.exp(-((r - rj) ** 2) / (2 * sigma**2)), band))
     return out
 
 
 def solve_intertwiners(degree: int, rho_in: RepFn, rho_out: RepFn, elements: Sequence[np.ndarray],
-                       in_size: int, out_size: int, tol: float = 1e-8) -> np.ndarray:
+                       in_size: int, out_size: int, tol: float = 1e-8, *,
+                       matrices: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
     """Orthonormal basis ``(n, 2J+1, out, in)`` of the coefficients ``C`` solving the constraint of the
-    module docstring for every matrix in ``elements`` (which should generate the group)."""
-    dim = (2 * degree + 1) * out_size * in_size
-    rows = []
+    module docstring for every matrix in ``elements`` (which should generate the group).
+    ``matrices``: the ``(D^J(g), rho_out(g), rho_in(g))`` of the elements, if already computed."""
+    if matrices is None:
+        matrices = [(wigner_d(degree, g), rho_out(g), rho_in(g)) for g in elements]
     eye_oi = np.eye(out_size * in_size)
     eye_j = np.eye(2 * degree + 1)
-    for g in elements:
-        d = wigner_d(degree, g)
-        rows.append(np.kron(d.T, eye_oi) - np.kron(eye_j, np.kron(rho_out(g), rho_in(g))))
-    a = np.concatenate(rows, axis=0)
-    _, s, vt = np.linalg.svd(a, full_matrices=True)
-    rank = int(np.sum(s > tol * max(1.0, s[0] if s.size else 1.0)))
-    null = vt[rank:]
-    return null.reshape(len(null), 2 * degree + 1, out_size, in_size) if dim else null
+    a = np.concatenate([np.kron(d.T, eye_oi) - np.kron(eye_j, np.kron(ro, ri)) for d, ro, ri in matrices], axis=0)
+    # the null space of A from the eigenvectors of the small Gram matrix A^T A (columns x columns):
+    # its eigenvalues are the squared singular values, 0 up to rounding on the null space and of
+    # order 1 off it (A is a difference of orthogonal matrices), so the cut at tol is clear
+    w, v = np.linalg.eigh(a.T @ a)
+    null = v[:, w <= tol * max(1.0, float(w[-1]) if w.size else 1.0)].T
+    # eigh's basis of a degenerate eigenspace is arbitrary (it may differ with the BLAS): take the
+    # one Gram-Schmidt gives from the columns of the null space's projector, which is unique
+    null = gram_schmidt((null.T @ null).T) if len(null) else null
+    return null.reshape(len(null), 2 * degree + 1, out_size, in_size)
+
+
+def gram_schmidt(rows: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """An orthonormal basis of the span of ``rows`` (a 2D array), by Gram-Schmidt in their order
+    (twice, for accuracy), dropping rows within ``tol`` (relative) of the span of the earlier ones:
+    a basis that depends only on the rows, not on how a library factorised them."""
+    scale = float(np.max(np.linalg.norm(rows, axis=1))) if len(rows) else 0.0
+    out: list[np.ndarray] = []
+    for r in rows:
+        v = r.astype(np.float64)
+        for _ in range(2):
+            for q in out:
+                v = v - (q @ v) * q
+        n = float(np.linalg.norm(v))
+        if n > tol * scale:
+            out.append(v / n)
+    return np.array(out).reshape(len(out), rows.shape[1])
 
 
 def kernel_basis_3d(rho_in: RepFn, rho_out: RepFn, in_size: int, out_size: int, kernel_size: int,
@@ -86,11 +109,17 @@ def kernel_basis_3d(rho_in: RepFn, rho_out: RepFn, in_size: int, out_size: int, 
         float64 ``(n, K, K, K, out, in)``, orthonormal as vectors (``n`` may be 0).
     """
     pts = grid_points(kernel_size).reshape(-1, 3)
+    reps = [(rho_out(g), rho_in(g)) for g in elements]  # once per element, not per ring and degree
+    solved: dict[int, np.ndarray] = {}  # the constraint depends on the degree, not on the ring
     samples = []
     for _, profile, max_degree in ring_profiles(kernel_size):
         prof = profile.reshape(-1)
         for degree in range(max_degree + 1):
-            coeffs = solve_intertwiners(degree, rho_in, rho_out, elements, in_size, out_size)
+            if degree not in solved:
+                mats = [(wigner_d(degree, g), ro, ri) for g, (ro, ri) in zip(elements, reps)]
+                solved[degree] = solve_intertwiners(degree, rho_in, rho_out, elements, in_size, out_size,
+                                                    matrices=mats)
+            coeffs = solved[degree]
             if not len(coeffs):
                 continue
             y = real_spherical_harmonics(degree, pts)  # (P, 2J+1); 0 at the centre for J > 0
@@ -100,9 +129,7 @@ def kernel_basis_3d(rho_in: RepFn, rho_out: RepFn, in_size: int, out_size: int, 
     if not samples:
         return np.zeros((0, kernel_size, kernel_size, kernel_size, out_size, in_size))
     flat = np.concatenate(samples, axis=0).reshape(-1, k3 * out_size * in_size)
-    u, s, vt = np.linalg.svd(flat, full_matrices=False)
-    keep = s > 1e-6 * max(1.0, float(s[0]))
-    basis = vt[keep]
+    basis = gram_schmidt(flat)  # the rows are few and in a fixed order: a canonical basis
     return basis.reshape(-1, kernel_size, kernel_size, kernel_size, out_size, in_size)
 
 

@@ -246,7 +246,7 @@ class SteerableConv(ExportableConvLayer):
                      if v is not None]
             if given:
                 raise ValueError(f"{given} configure the planar basis; the 3D basis takes escnn-like defaults "
-                                 f"(rings at radii 0..(K-1)/2, degrees <= min(2r, r+1)): leave them None")
+                                 f"(rings at radii 0..(K-1)/2, degrees <= min(2r, K//2 - r + 2)): leave them None")
             spec = SteerableConv3DSpec(in_type=cast(Any, in_type), out_type=cast(Any, out_type),
                                        kernel_size=kernel_size, stride=stride, padding=padding, use_bias=use_bias)
         else:
