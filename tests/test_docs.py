@@ -241,8 +241,20 @@ def check_06(out):
     assert _numbers(_line(out, "exported vs model"))[-1] < 1e-5
 
 
+def check_07(out):
+    assert _line(out, "check_exact:").strip() == "check_exact: []"
+    assert _numbers(_line(out, "G-CNN: 24 rotations"))[-1] < 1e-5
+    assert _numbers(_line(out, "plain 3D CNN"))[-1] > 0.05
+    assert _numbers(_line(out, "steerable, grid rotations"))[-1] < 1e-5
+    steer = _after(_line(out, "steerable, random rotations"))
+    plain = _after(_line(out, "plain conv, random rotations"))
+    assert len(steer) == len(plain) == 4 and max(steer) <= min(plain) / 3  # the bar
+    assert "no equivariant kernel" in _line(out, "scalar -> pseudo-vector")
+    assert _line(out, "mirror-symmetric").strip().endswith("True")
+
+
 CHECKS = {"01_translation": check_01, "02_rotation": check_02, "03_steerable": check_03,
-          "04_aps": check_04, "05_flax_integration": check_05, "06_unet": check_06}
+          "04_aps": check_04, "05_flax_integration": check_05, "06_unet": check_06, "07_volumes": check_07}
 
 
 def test_every_tutorial_is_checked():
