@@ -80,7 +80,7 @@ def test_layers_built_for_different_groups():
 
 
 def test_bad_arguments():
-    with pytest.raises(TypeError, match=r"`group` must be an equilib.groups.Group .* got str"):
+    with pytest.raises(TypeError, match=r"`group` must be a finite group \(Trivial\(\), Cyclic\(n\), .* got str"):
         nn.LiftingConv(3, 4, 3, group="C4", rngs=rngs())
     with pytest.raises(ValueError, match=r"`padding` must be one of \('SAME', 'VALID', 'CIRCULAR'\), got 'REFLECT'"):
         nn.GroupConv(3, 4, 3, group=C4, padding="REFLECT", rngs=rngs())
