@@ -42,6 +42,7 @@ from typing import Iterable
 import numpy as np
 
 from equilib._src.imaging import rotate_flip
+from equilib._src.tables import inverse_table, regular_permutation_table
 from equilib._src.tolerances import QUARTER_TURN_TOL
 
 __all__ = ["FiniteGroup", "Group", "Trivial", "Cyclic", "Dihedral", "PlanarLieGroup", "SO2", "O2"]
@@ -360,17 +361,12 @@ def _cayley(group: Group) -> np.ndarray:
 
 @functools.cache
 def _inverses(group: Group) -> np.ndarray:
-    inv = np.argmax(_cayley(group) == 0, axis=1)
-    inv.setflags(write=False)
-    return inv
+    return inverse_table(_cayley(group))
 
 
 @functools.cache
 def _regular_perms(group: Group) -> np.ndarray:
-    table, inv = _cayley(group), _inverses(group)
-    perms = table[inv, :]  # perms[g, h] = index(g^-1 o h)
-    perms.setflags(write=False)
-    return perms
+    return regular_permutation_table(_cayley(group), _inverses(group))
 
 
 def as_group(group) -> Group:

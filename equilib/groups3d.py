@@ -44,6 +44,7 @@ import operator
 import numpy as np
 
 from equilib._src.so3 import check_rotation_matrix, matrix_from_axis_angle, matrix_from_quaternion, random_rotations
+from equilib._src.tables import inverse_table, regular_permutation_table
 from equilib.groups import FiniteGroup, Group
 
 __all__ = ["OctahedralGroup", "Octahedral", "FullOctahedral", "SpatialLieGroup", "SO3", "O3"]
@@ -488,13 +489,9 @@ def _cayley(group: OctahedralGroup) -> np.ndarray:
 
 @functools.cache
 def _inverses(group: OctahedralGroup) -> np.ndarray:
-    inv = np.argmax(_cayley(group) == 0, axis=1)
-    inv.setflags(write=False)
-    return inv
+    return inverse_table(_cayley(group))
 
 
 @functools.cache
 def _regular_perms(group: OctahedralGroup) -> np.ndarray:
-    perms = _cayley(group)[_inverses(group), :]  # perms[g, h] = index(g^-1 o h)
-    perms.setflags(write=False)
-    return perms
+    return regular_permutation_table(_cayley(group), _inverses(group))
