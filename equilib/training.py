@@ -27,7 +27,8 @@
 * :func:`recalibrate_batch_norm`: batch-norm statistics from one pass over the training set
   with the final weights (the G-CNN protocol's pass before testing).
 
-Inputs are numpy arrays in host memory: images ``(N, H, W, C)`` float32, labels ``(N,)`` int.
+Inputs are numpy arrays in host memory: images ``(N, H, W, C)`` (volumes ``(N, D, H, W, C)``) float32,
+labels ``(N,)`` int.
 """
 
 from __future__ import annotations
@@ -275,8 +276,9 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTrans
 
 def _check_data(x, y, name):
     x, y = np.asarray(x), np.asarray(y)
-    if x.ndim != 4:
-        raise ValueError(f"{name}: the images must have shape (N, H, W, C), got {x.shape}")
+    if x.ndim not in (4, 5):
+        raise ValueError(f"{name}: the images must have shape (N, H, W, C) (or (N, D, H, W, C) for volumes), "
+                         f"got {x.shape}")
     if y.ndim < 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"{name}: the labels must have shape ({x.shape[0]},) (one per image) or "
                          f"({x.shape[0]}, ...) (one per output position, e.g. (N, H, W) for segmentation), "
@@ -596,7 +598,7 @@ def fit(model_fn: Callable[[nnx.Rngs], nnx.Module], train: tuple, config: TrainC
 
     Raises:
         TypeError: ``config`` is not a TrainConfig, or ``train``/``val`` not a pair.
-        ValueError: images not ``(N, H, W, C)`` or labels not ``(N, ...)``; ``batch_size`` not a
+        ValueError: images not ``(N, H, W, C)`` / ``(N, D, H, W, C)`` or labels not ``(N, ...)``; ``batch_size`` not a
             multiple of the number of devices or larger than the training set; ``workdir``
             holding a run with another config.
 
@@ -837,7 +839,7 @@ def evaluate(model: nnx.Module, images, labels, *, batch_size: int = 1000,
         list of them, one per ``p`` in ``params``.
 
     Raises:
-        ValueError: images not ``(N, H, W, C)``, labels not ``(N,)``, ``transform`` without
+        ValueError: images not ``(N, H, W, C)`` / ``(N, D, H, W, C)``, labels not ``(N,)``, ``transform`` without
             ``params``, or an unknown ``compute_dtype``.
 
     Example:
