@@ -91,6 +91,20 @@ class Rep3D:
         """True for the scalar (degree 0, not pseudo): it carries a bias and passes a pointwise nonlinearity."""
         return self.degree == 0 and not self.pseudo
 
+    @property
+    def is_permutation(self) -> bool:
+        """True for the scalar only: the one Wigner-D representation that permutes channels, so
+        the one a pointwise nonlinearity or an ``"inner"`` batch norm may act on."""
+        return self.is_trivial
+
+    def trivial_columns(self) -> np.ndarray:
+        """``(size, t)``: an orthonormal basis of the vectors the group leaves fixed, as
+        :meth:`equilib.reps.Rep.trivial_columns`: where a batch norm may subtract a mean and add a
+        bias. Over SO(3)/O(3) ``t = 1`` for the scalar and 0 otherwise; over the octahedral groups
+        a higher degree can hold fixed vectors too (degree 4 restricted to the cube's rotations
+        holds one)."""
+        return _trivial_columns(self)
+
     def __repr__(self) -> str:
         return f"Rep3D({self.group.name}, {self.name})"
 
@@ -104,6 +118,18 @@ class Rep3D:
             m = self.group.matrix(self.group.element_from_matrix(element))
         d = wigner_d(self.degree, m)
         return float(np.sign(np.linalg.det(m))) * d if self.pseudo else d
+
+
+@functools.cache
+def _trivial_columns(rep: Rep3D) -> np.ndarray:
+    if isinstance(rep.group, SpatialLieGroup):
+        cols = np.ones((1, 1)) if rep.is_trivial else np.zeros((rep.size, 0))
+    else:  # the range of the group average of the matrices, the projector onto the fixed vectors
+        avg = np.mean([rep(g) for g in range(rep.group.order)], axis=0)
+        u, s, _ = np.linalg.svd(avg)
+        cols = u[:, s > 0.5]  # a projector's singular values are 0 or 1
+    cols.setflags(write=False)
+    return cols
 
 
 def irrep3d(group, degree: int, *, pseudo: bool = False) -> Rep3D:

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from equilib import FullOctahedral, Octahedral
-from equilib.data import polycubes
-from equilib.data import CHIRAL_PAIR, POLYCUBE_SHAPES
+from equilib.data import CHIRAL_PAIR, POLYCUBE_SHAPES, polycubes
 
 ROTATIONS = [np.rint(Octahedral().matrix(g)).astype(int) for g in range(24)]
 MIRROR_Y = np.diag([1, -1, 1])

@@ -19,6 +19,7 @@ from equilib import functional as F
 from equilib import nn
 from equilib.functional._spatial_pool import _phase_keys, _polyphase, _structural_keys
 from equilib.groups import Cyclic, Dihedral
+from equilib.groups3d import Octahedral
 from equilib.testing import (
     assert_equivariant,
     assert_translation_equivariant,
@@ -640,3 +641,177 @@ def test_group_aps_network_is_jointly_shift_and_rotation_invariant(G):
     assert err_trained < 1e-5, err_trained
     shifts = list(np.ndindex(16, 16))
     assert equilib.metrics.shift_consistency(predict, x, shifts, batch_size=len(x) * 256) == 100.0
+
+
+# --- volumes (spatial_dims=3) -------------------------------------------------------------------
+O24 = Octahedral()
+
+
+def _volume(key, size, regular=False, channels=2, batch=1):
+    shape = (batch, *size, channels) + ((O24.order,) if regular else ())
+    return np.random.default_rng(key).standard_normal(shape).astype(np.float32)
+
+
+def _same_pads(n, k, s):
+    """The "SAME" pads of one axis, written out: ceil(n/s) outputs, the odd pixel at the end."""
+    total = max((-(-n // s) - 1) * s + k - n, 0)
+    return total // 2, total - total // 2
+
+
+def _pool3d_reference(x, window, stride, padding, op, count_include_pad=True):
+    """Max/avg pooling of a volume by explicit loops over the output voxels (numpy, float64)."""
+    x = np.asarray(x, np.float64)
+    pads = [(0, 0) if padding == "VALID" else _same_pads(n, window, stride) for n in x.shape[1:4]]
+    widths = [(0, 0), *pads] + [(0, 0)] * (x.ndim - 4)
+    if padding == "CIRCULAR":
+        xp, valid = np.pad(x, widths, mode="wrap"), np.ones([n + sum(p) for n, p in zip(x.shape[1:4], pads)])
+    else:
+        xp = np.pad(x, widths, constant_values=-np.inf if op == "max" else 0.0)
+        valid = np.pad(np.ones(x.shape[1:4]), pads)
+    outs = [(n - window) // stride + 1 for n in xp.shape[1:4]]
+    out = np.empty((x.shape[0], *outs) + x.shape[4:])
+    for i, j, k in np.ndindex(*outs):
+        sl = tuple(slice(a * stride, a * stride + window) for a in (i, j, k))
+        win = xp[(slice(None),) + sl]
+        if op == "max":
+            out[:, i, j, k] = win.max(axis=(1, 2, 3))
+        else:
+            out[:, i, j, k] = win.sum(axis=(1, 2, 3)) / (window**3 if count_include_pad else valid[sl].sum())
+    return out
+
+
+def _blur3d_reference(x, k, stride, padding):
+    """The 1D binomial taps along D, H and W in turn (np.pad), each followed by subsampling."""
+    taps = np.array([math.comb(k - 1, i) for i in range(k)], np.float64) / 2 ** (k - 1)
+    mode = {"reflect": "reflect", "circular": "wrap", "zeros": "constant"}[padding]
+    y = np.asarray(x, np.float64)
+    for axis in (1, 2, 3):
+        widths = [(0, 0)] * y.ndim
+        widths[axis] = _same_pads(y.shape[axis], k, stride)
+        yp = np.pad(y, widths, mode=mode)
+        m = yp.shape[axis] - k + 1
+        full = sum(t * np.take(yp, np.arange(a, a + m), axis=axis) for a, t in enumerate(taps))
+        y = np.take(full, np.arange(0, m, stride), axis=axis)
+    return y
+
+
+def test_max_and_avg_pool_3d_match_numpy_references():
+    x = _volume(20, (7, 8, 9), batch=2)
+    # window 2, stride 2, VALID: a reshape and a reduction (the trailing odd slices dropped)
+    tiles = x[:, :6, :8, :8].reshape(2, 3, 2, 4, 2, 4, 2, 2)
+    np.testing.assert_array_equal(F.max_pool(x, spatial_dims=3), tiles.max(axis=(2, 4, 6)))
+    np.testing.assert_allclose(F.avg_pool(x, spatial_dims=3), tiles.mean(axis=(2, 4, 6)), rtol=1e-6, atol=1e-7)
+    for window, stride, padding in [(3, 1, "SAME"), (3, 1, "CIRCULAR"), (3, 2, "SAME"), (2, 1, "VALID")]:
+        ref = functools.partial(_pool3d_reference, x, window, stride, padding)
+        np.testing.assert_array_equal(F.max_pool(x, window, stride, padding, spatial_dims=3), ref("max"))
+        np.testing.assert_allclose(F.avg_pool(x, window, stride, padding, spatial_dims=3), ref("avg"),
+                                   rtol=1e-5, atol=1e-6, err_msg=f"{window} {stride} {padding}")
+        np.testing.assert_allclose(
+            F.avg_pool(x, window, stride, padding, count_include_pad=False, spatial_dims=3),
+            ref("avg", count_include_pad=False), rtol=1e-5, atol=1e-6, err_msg=f"{window} {stride} {padding}")
+    # a regular volume: the group axis pooled like a channel; integers
+    xr = _volume(21, (4, 5, 4), regular=True)
+    xi = (np.arange(64, dtype=np.int32) - 40).reshape(1, 4, 4, 4, 1)
+    for z in (xr, xi):
+        np.testing.assert_array_equal(F.max_pool(z, 3, 2, "SAME", spatial_dims=3),
+                                      _pool3d_reference(z, 3, 2, "SAME", "max"))
+    assert F.avg_pool(xi, spatial_dims=3).dtype == jnp.float32
+
+
+@pytest.mark.parametrize("padding", ["reflect", "circular", "zeros"])
+def test_blur_pool_3d_matches_separable_reference(padding):
+    x = _volume(22, (9, 8, 7))
+    xr = _volume(23, (5, 6, 5), regular=True, channels=1)
+    configs = [(1, 2), (3, 2), (4, 2), (5, 1), (7, 2)]
+    outs = jax.jit(lambda a, b: [(F.blur_pool(a, k, s, padding, spatial_dims=3),
+                                  F.blur_pool(b, k, s, padding, spatial_dims=3)) for k, s in configs])(x, xr)
+    for (k, stride), (y, yr) in zip(configs, outs):
+        np.testing.assert_allclose(y, _blur3d_reference(x, k, stride, padding), rtol=1e-5, atol=1e-6,
+                                   err_msg=f"k={k} stride={stride}")
+        np.testing.assert_allclose(yr, _blur3d_reference(xr, k, stride, padding), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(outs[0][0], x[:, ::2, ::2, ::2])  # filter 1: subsampling
+
+
+SYMMETRIC_3D = [  # (name, factory, size): symmetric sampling, exact under the 24 rotations
+    ("MaxPool(2)", lambda: nn.MaxPool(2, spatial_dims=3), 8),
+    ("MaxPool(3,1,CIRCULAR)", lambda: nn.MaxPool(3, 1, "CIRCULAR", spatial_dims=3), 6),
+    ("AvgPool(2)", lambda: nn.AvgPool(2, spatial_dims=3), 8),
+    ("AvgPool(3,2,SAME,excl)", lambda: nn.AvgPool(3, 2, "SAME", count_include_pad=False, spatial_dims=3), 9),
+    ("BlurPool(3,2,reflect)", lambda: nn.BlurPool(3, 2, "reflect", spatial_dims=3), 9),
+    ("BlurPool(4,2,zeros)", lambda: nn.BlurPool(4, 2, "zeros", spatial_dims=3), 8),
+    ("BlurPool(5,1,circular)", lambda: nn.BlurPool(5, 1, "circular", spatial_dims=3), 6),
+]
+
+
+def _octahedral_errors(layer, x, regular):
+    """Max |layer(g.x) - g.layer(x)| for each of the 24 rotations; all copies in one jitted call."""
+    act = (lambda z, g: O24.transform_regular(z, g)) if regular else \
+        (lambda z, g: O24.transform_image(z, g, axes=(1, 2, 3)))
+    b = x.shape[0]
+    ys = np.asarray(jax.jit(lambda z: layer(z))(np.concatenate([x] + [act(x, g) for g in range(24)])))
+    return [float(np.abs(ys[b * (g + 1):b * (g + 2)] - act(ys[:b], g)).max()) for g in range(24)]
+
+
+@pytest.mark.filterwarnings("error::equilib.ExactnessWarning")
+@pytest.mark.parametrize("name,factory,size", SYMMETRIC_3D, ids=[s[0] for s in SYMMETRIC_3D])
+def test_3d_pooling_is_exactly_octahedral_equivariant(name, factory, size):
+    """Plain and Octahedral-regular volumes: max pooling to the bit, sums to fp32 rounding (a
+    rotation that permutes the axes reorders them)."""
+    layer = factory()
+    for regular in (False, True):
+        x = _volume(len(name) + size, (size,) * 3, regular=regular)
+        errors = _octahedral_errors(layer, x, regular)
+        assert max(errors) < (1e-12 if name.startswith("MaxPool") else 1e-6), (regular, errors)
+
+
+@pytest.mark.parametrize("factory,size,match", [
+    (lambda: nn.MaxPool(2, spatial_dims=3), 9, "MaxPool: input size D=9, H=9, W=9 with kernel_size=2, stride=2"),
+    (lambda: nn.AvgPool(3, 2, "SAME", spatial_dims=3), 8, "AvgPool: input size D=8, H=8, W=8"),
+    (lambda: nn.BlurPool(3, 2, "reflect", spatial_dims=3), 8, r"BlurPool\(padding='reflect'.* D=8"),
+])
+def test_3d_asymmetric_sampling_warns_and_is_not_exact(factory, size, match):
+    layer = factory()
+    x = _volume(24, (size,) * 3)
+    with pytest.warns(equilib.ExactnessWarning, match=match):
+        layer(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", equilib.ExactnessWarning)
+        assert max(_octahedral_errors(layer, x, False)) > 1e-3
+
+
+def test_3d_pooling_modules_under_jit_and_the_tiled_max_gradient():
+    from equilib.functional._spatial_pool import _reduce_window
+
+    x = jnp.asarray(_volume(25, (8, 8, 8), regular=True, channels=1))
+    layers = [(nn.MaxPool(2, spatial_dims=3), F.max_pool(x, spatial_dims=3)),
+              (nn.AvgPool(2, spatial_dims=3), F.avg_pool(x, spatial_dims=3)),
+              (nn.BlurPool(3, 1, "circular", spatial_dims=3), F.blur_pool(x, 3, 1, "circular", spatial_dims=3))]
+    for layer, eager in layers:
+        y = jax.jit(lambda z, layer=layer: layer(z))(x)
+        assert y.shape == eager.shape == ((1, 4, 4, 4, 1, 24) if layer.stride == 2 else x.shape)
+        np.testing.assert_allclose(y, eager, rtol=1e-6, atol=1e-7)
+    # the 3D reshape path of max_pool has reduce_window's values, and its gradient where no ties
+    reference = lambda z: _reduce_window(z, -jnp.inf, jax.lax.max, 2, 2, [(0, 0)] * 3)
+    pooled = lambda z: F.max_pool(z, spatial_dims=3)
+    np.testing.assert_array_equal(pooled(x), reference(x))
+    grad = lambda f: jax.jit(jax.grad(lambda z: jnp.sum(f(z) ** 2)))(x)
+    np.testing.assert_array_equal(grad(pooled), grad(reference))
+
+
+def test_3d_pooling_bad_inputs_raise_clear_errors():
+    flat, vol = jnp.ones((1, 8, 8, 2)), jnp.ones((1, 4, 4, 4, 2))
+    for fn in (F.max_pool, F.avg_pool, F.blur_pool):
+        with pytest.raises(ValueError, match=fn.__name__ + r" with spatial_dims=3 expects a plain volume .* "
+                                                           r"rank 5 or 6, got shape \(1, 8, 8, 2\)"):
+            fn(flat, spatial_dims=3)
+        with pytest.raises(ValueError, match=r"`spatial_dims` must be 2 .* or 3 .* got 4"):
+            fn(vol, spatial_dims=4)
+    for cls in (nn.MaxPool, nn.AvgPool, nn.BlurPool):
+        with pytest.raises(ValueError, match=r"`spatial_dims` must be 2 .* got 1"):
+            cls(spatial_dims=1)
+        with pytest.raises(ValueError, match=cls.__name__ + r" with spatial_dims=3 expects .* shape \(1, 8, 8, 2\)"):
+            cls(spatial_dims=3)(flat)
+    with pytest.raises(ValueError, match=r"max_pool: `window` \(=3\) is larger than the input \(D=2\)"):
+        F.max_pool(jnp.ones((1, 2, 4, 4, 1)), 3, spatial_dims=3)
+    with pytest.raises(ValueError, match=r"`padding`='reflect' needs the pads \(1, 1\) .* input \(D=1\)"):
+        F.blur_pool(jnp.ones((1, 1, 4, 4, 1)), 3, 1, spatial_dims=3)

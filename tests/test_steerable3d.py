@@ -123,3 +123,68 @@ def test_field_types_transform_as_documented():
     np.testing.assert_allclose(vector.transform(field, quarter)[0, 1, 1, 1], p @ quarter @ v, atol=1e-6)
     assert (repr(vector), len(vector + vector), vector.groups()[0][2].tolist()) == (
         "FieldType3D(O3, [1xl1], size=3)", 2, [[0, 1, 2]])
+
+
+@pytest.mark.parametrize("group", [SO3(), O3(), Octahedral()], ids=str)
+def test_batch_norm_and_nonlinearities_on_volumes(group):
+    """FieldBatchNorm ("norm"; "inner" on scalars), GatedNonlinearity and PointwiseNonlinearity on
+    FieldType3D: equivariant under every grid rotation (with the inversion for O(3)), in training and
+    eval mode; the statistics are those of the definition. Negative control: a channel-wise batch
+    norm (nnx.BatchNorm) on the same fields is not equivariant."""
+    _, hidden = _types(group)  # 2 scalars, 2 vectors, 1 degree-2 field
+    gated_in = FieldType3D(group, [irrep3d(group, 0)] * 3 + [irrep3d(group, 1)] * 2 + [irrep3d(group, 2)])
+    x = _volume(5, hidden.size, seed=3) + 0.3  # nonzero means
+    elements = None if isinstance(group, Octahedral) else GRID + ([-GRID[5]] if group == O3() else [])
+    bn = nn.FieldBatchNorm(hidden, kind="norm", rngs=nnx.Rngs(0))
+    assert bn.mean.shape == (hidden.size,) and bn.var.shape == (5,) and bn.bias.shape == (2,)
+    y = bn(x)
+    # the definition: scalars standardised; a degree-l field divided by sqrt(E|f|^2 / (2l + 1))
+    xs = np.asarray(x).reshape(-1, hidden.size)
+    np.testing.assert_allclose(np.asarray(y).reshape(-1, hidden.size)[:, 0], (xs[:, 0] - xs[:, 0].mean())
+                               / np.sqrt(xs[:, 0].var() + 1e-5), rtol=1e-4, atol=1e-5)
+    v = xs[:, 2:5]
+    np.testing.assert_allclose(np.asarray(y).reshape(-1, hidden.size)[:, 2:5],
+                               v / np.sqrt(np.mean(np.sum(v**2, -1)) / 3 + 1e-5), rtol=1e-4, atol=1e-5)
+    for mode in ("train", "eval"):
+        layer = nn.FieldBatchNorm(hidden, kind="norm", rngs=nnx.Rngs(0))
+        layer.bias[...] = jnp.array([0.5, -1.0])
+        if mode == "eval":
+            layer(x)
+            layer.eval()
+        assert_field_equivariant(layer, x, hidden, hidden, elements=elements, rtol=1e-5)
+    scalars = FieldType3D(group, [irrep3d(group, 0)] * 3)
+    inner = nn.FieldBatchNorm(scalars, rngs=nnx.Rngs(0))
+    # centred data: the fused "inner" norm computes the variance in one pass, E[x^2] - E[x]^2 (as
+    # Flax's BatchNorm), which loses digits to rounding where the mean is large against the spread
+    centred = x[..., :3] - jnp.mean(x[..., :3], axis=(0, 1, 2, 3), keepdims=True)
+    assert_field_equivariant(inner, centred, scalars, scalars, elements=elements, rtol=1e-5)
+    gate = nn.GatedNonlinearity(gated_in, ["gate"] * 3 + ["gated"] * 3)
+    assert gate.out_type == FieldType3D(group, [irrep3d(group, 1)] * 2 + [irrep3d(group, 2)])
+    xg = _volume(5, gated_in.size, seed=4)
+    assert_field_equivariant(gate, xg, gated_in, gate.out_type, elements=elements, rtol=1e-5)
+    relu = nn.PointwiseNonlinearity(scalars, "relu")
+    assert_field_equivariant(relu, centred, scalars, scalars, elements=elements, rtol=1e-5)
+    with pytest.raises(ValueError, match="permutes channels"):
+        nn.PointwiseNonlinearity(hidden, "relu")
+    with pytest.raises(ValueError, match="permutes channels"):
+        nn.FieldBatchNorm(hidden, kind="inner", rngs=nnx.Rngs(0))
+    with pytest.raises(AssertionError, match="not .*equivariant"):  # negative control
+        assert_field_equivariant(nnx.BatchNorm(hidden.size, rngs=nnx.Rngs(0)), x, hidden, hidden,
+                                 elements=elements, rtol=1e-5)
+
+
+def test_octahedral_batch_norm_keeps_the_invariant_direction_of_degree_4():
+    """Over the cube's rotations a degree-4 field holds one fixed direction: the "norm" batch norm
+    subtracts the mean along it (and adds a bias there), as escnn does for the invariant subspace."""
+    G = Octahedral()
+    t = FieldType3D(G, [irrep3d(G, 4)])
+    cols = irrep3d(G, 4).trivial_columns()
+    assert cols.shape == (9, 1)
+    for g in range(24):
+        np.testing.assert_allclose(irrep3d(G, 4)(g) @ cols, cols, atol=1e-12)
+    bn = nn.FieldBatchNorm(t, kind="norm", rngs=nnx.Rngs(0))
+    assert bn.bias.shape == (1,)
+    x = _volume(5, 9, seed=5) + jnp.asarray(3.0 * cols[:, 0], jnp.float32)[None, None, None, None]
+    y = np.asarray(bn(x)).reshape(-1, 9)
+    assert abs(float(np.mean(y @ cols))) < 1e-4  # the mean along the fixed direction removed
+    assert_field_equivariant(bn, x, t, t, rtol=1e-5)

@@ -3,8 +3,10 @@ polyphase sampling (APS) and global pooling.
 
 Every function works on a plain map ``(B, H, W, C)`` and on a regular group map
 ``(B, H, W, C, |G|)``: the spatial axes are 1 and 2, and the trailing axes (channels, group)
-are pooled independently and left in place unless stated. The functions are pure and safe
-under ``jit``, ``vmap`` and ``grad``.
+are pooled independently and left in place unless stated. :func:`max_pool`, :func:`avg_pool`,
+:func:`blur_pool` and :func:`global_pool` also pool volumes ``(B, D, H, W, C[, |G|])`` with
+``spatial_dims=3`` (cubic windows, the same pads along each axis). The functions are pure and
+safe under ``jit``, ``vmap`` and ``grad``.
 
 Sampling grid
 -------------
@@ -125,10 +127,13 @@ def binomial_filter(filter_size: int, *, ndim: int = 2) -> np.ndarray:
 
 
 # --- windowed reductions -----------------------------------------------------------------------
-def _spatial_pads(x, window: int, stride: int, padding: str, where: str):
-    h, w = x.shape[1], x.shape[2]
-    pads = [padding_pads(h, window, stride, padding), padding_pads(w, window, stride, padding)]
-    for axis, n, (lo, hi) in zip("HW", (h, w), pads):
+_AXIS_NAMES = {2: "HW", 3: "DHW"}  # the spatial axes 1.. of a map / a volume, for messages
+
+
+def _spatial_pads(x, window: int, stride: int, padding: str, where: str, d: int = 2):
+    sizes = x.shape[1:1 + d]
+    pads = [padding_pads(n, window, stride, padding) for n in sizes]
+    for axis, n, (lo, hi) in zip(_AXIS_NAMES[d], sizes, pads):
         if n + lo + hi < window:
             raise ValueError(f"{where}: `window` (={window}) is larger than the input ({axis}={n}) "
                              f"with padding={padding!r}; expected window <= {n}")
@@ -136,21 +141,24 @@ def _spatial_pads(x, window: int, stride: int, padding: str, where: str):
 
 
 def _pad_spatial(x, pads, mode: str, **kwargs):
-    widths = [(0, 0), tuple(pads[0]), tuple(pads[1])] + [(0, 0)] * (x.ndim - 3)
+    # one (lo, hi) pair per spatial axis: len(pads) is the number of spatial axes
+    widths = [(0, 0)] + [tuple(p) for p in pads] + [(0, 0)] * (x.ndim - 1 - len(pads))
     if all(p == (0, 0) for p in widths):
         return x
     return jnp.pad(x, widths, mode=mode, **kwargs)
 
 
 def _reduce_window(x, init, op, window: int, stride: int, pads):
-    dims = (1, window, window) + (1,) * (x.ndim - 3)
-    strides = (1, stride, stride) + (1,) * (x.ndim - 3)
-    padding = ((0, 0), tuple(pads[0]), tuple(pads[1])) + ((0, 0),) * (x.ndim - 3)
+    d, rest = len(pads), x.ndim - 1 - len(pads)  # pads: one pair per spatial axis
+    dims = (1,) + (window,) * d + (1,) * rest
+    strides = (1,) + (stride,) * d + (1,) * rest
+    padding = ((0, 0),) + tuple(tuple(p) for p in pads) + ((0, 0),) * rest
     return lax.reduce_window(x, init, op, dims, strides, padding)
 
 
-def max_pool(x: Array, window=2, stride=None, padding: str = "VALID") -> Array:
-    """Max pooling over ``window x window`` spatial windows, ``(B, H, W, ...) -> (B, H', W', ...)``.
+def max_pool(x: Array, window=2, stride=None, padding: str = "VALID", *, spatial_dims: int = 2) -> Array:
+    """Max pooling over ``window x window`` spatial windows, ``(B, H, W, ...) -> (B, H', W', ...)``;
+    with ``spatial_dims=3`` over ``K x K x K`` windows of a volume, ``(B, D, H, W, ...) -> (B, D', H', W', ...)``.
 
     ``stride`` defaults to ``window``. ``padding``: ``"VALID"`` (no pads, ``floor((H - K)/s) + 1``
     outputs), ``"SAME"`` (pads that never win the max, ``ceil(H / s)`` outputs) or ``"CIRCULAR"``
@@ -162,17 +170,20 @@ def max_pool(x: Array, window=2, stride=None, padding: str = "VALID") -> Array:
     its gradient equally (``reduce_window``'s gradient gives it to one of them).
 
     Args:
-        x: a plain map ``(B, H, W, C)`` or a regular map ``(B, H, W, C, |G|)``, float or integer.
-        window: the window size ``K``, an int or a pair of equal ints.
+        x: a plain map ``(B, H, W, C)`` or a regular map ``(B, H, W, C, |G|)``, float or integer;
+            with ``spatial_dims=3`` a volume ``(B, D, H, W, C)`` or ``(B, D, H, W, C, |G|)``.
+        window: the window size ``K`` (along every spatial axis), an int or a pair of equal ints.
         stride: an int (or a pair of equal ints); None: ``window``.
-        padding: "VALID", "SAME" or "CIRCULAR", case-insensitive.
+        padding: "VALID", "SAME" or "CIRCULAR", case-insensitive (the same pads on every axis).
+        spatial_dims: 2 (maps) or 3 (volumes, e.g. of ``Octahedral()``; a plain volume has the rank
+            of a regular 2D map, so it is said here rather than guessed).
 
     Returns:
-        ``(B, H', W', C)`` or ``(B, H', W', C, |G|)``, in ``x``'s dtype.
+        ``(B, H', W', C)`` or ``(B, H', W', C, |G|)`` (volumes: ``(B, D', H', W', ...)``), in ``x``'s dtype.
 
     Raises:
-        ValueError: ``x`` not of rank 4 or 5, a bad ``window``, ``stride`` or ``padding``, or a
-            window larger than the (padded) input.
+        ValueError: ``x`` not of rank 4 or 5 (5 or 6 for volumes), a bad ``window``, ``stride``,
+            ``padding`` or ``spatial_dims``, or a window larger than the (padded) input.
         TypeError: ``x`` is neither float nor integer (e.g. bool).
 
     Example:
@@ -182,13 +193,14 @@ def max_pool(x: Array, window=2, stride=None, padding: str = "VALID") -> Array:
         Array([[ 5.,  7.],
                [13., 15.]], dtype=float32)
     """
-    x = check_map(x, "max_pool")
+    d = check_spatial_dims(spatial_dims)
+    x = check_map(x, "max_pool", spatial_dims=d)
     window = check_window(window)
     stride = window if stride is None else normalize_stride(stride)
     padding = normalize_padding(padding)
-    pads = _spatial_pads(x, window, stride, padding, "max_pool")
+    pads = _spatial_pads(x, window, stride, padding, "max_pool", d)
     if padding == "CIRCULAR":
-        x, pads = _pad_spatial(x, pads, "wrap"), [(0, 0), (0, 0)]
+        x, pads = _pad_spatial(x, pads, "wrap"), [(0, 0)] * d
     if jnp.issubdtype(x.dtype, jnp.inexact):
         init = np.array(-np.inf, dtype=x.dtype)
     elif jnp.issubdtype(x.dtype, jnp.integer):
@@ -196,23 +208,26 @@ def max_pool(x: Array, window=2, stride=None, padding: str = "VALID") -> Array:
     else:
         raise TypeError(f"max_pool expects a real (float or integer) `x`, got dtype {x.dtype}")
     if stride == window and not any(any(p) for p in pads):
-        return _tiled_max(x, window)
+        return _tiled_max(x, window, d)
     return _reduce_window(x, init, lax.max, window, stride, pads)
 
 
-def _tiled_max(x, window: int):
-    """Max over non-overlapping ``window x window`` tiles (the trailing rows/columns that fill no
-    tile dropped, as VALID pooling does), as a reshape and a reduction: the same values as
-    ``reduce_window``, but its gradient is elementwise (a tie shares the gradient equally)
-    instead of XLA's select-and-scatter, ~4x faster on CPU (``benchmarks/RESULTS.md``)."""
-    b, h, w = x.shape[:3]
-    ho, wo = h // window, w // window
-    x = x[:, :ho * window, :wo * window]
-    return jnp.max(x.reshape(b, ho, window, wo, window, *x.shape[3:]), axis=(2, 4))
+def _tiled_max(x, window: int, d: int = 2):
+    """Max over non-overlapping ``window`` tiles along the ``d`` spatial axes (the trailing
+    rows/columns that fill no tile dropped, as VALID pooling does), as a reshape and a reduction:
+    the same values as ``reduce_window``, but its gradient is elementwise (a tie shares the
+    gradient equally) instead of XLA's select-and-scatter, ~4x faster on CPU
+    (``benchmarks/RESULTS.md``)."""
+    out = [n // window for n in x.shape[1:1 + d]]
+    x = x[(slice(None),) + tuple(slice(0, n * window) for n in out)]
+    tiles = [s for n in out for s in (n, window)]  # (n1, K, n2, K, ...)
+    return jnp.max(x.reshape(x.shape[0], *tiles, *x.shape[1 + d:]), axis=tuple(range(2, 2 + 2 * d, 2)))
 
 
-def avg_pool(x: Array, window=2, stride=None, padding: str = "VALID", *, count_include_pad: bool = True) -> Array:
-    """Average pooling over ``window x window`` windows, ``(B, H, W, ...) -> (B, H', W', ...)``.
+def avg_pool(x: Array, window=2, stride=None, padding: str = "VALID", *, count_include_pad: bool = True,
+             spatial_dims: int = 2) -> Array:
+    """Average pooling over ``window x window`` windows, ``(B, H, W, ...) -> (B, H', W', ...)``;
+    with ``spatial_dims=3`` over ``K x K x K`` windows of a volume ``(B, D, H, W, ...)``.
 
     Arguments as :func:`max_pool`; ``"SAME"`` pads with zeros, which count in the average if
     ``count_include_pad`` (as ``flax.nnx.avg_pool`` and ``torch``), or are left out of it.
@@ -221,6 +236,7 @@ def avg_pool(x: Array, window=2, stride=None, padding: str = "VALID", *, count_i
     Args:
         x, window, stride, padding: as :func:`max_pool`.
         count_include_pad: whether the zeros of "SAME" padding count in the average.
+        spatial_dims: 2 (maps) or 3 (volumes), as :func:`max_pool`.
 
     Returns:
         The pooled map, shaped as :func:`max_pool`'s, in ``x``'s dtype (float32 for integers).
@@ -243,20 +259,21 @@ def avg_pool(x: Array, window=2, stride=None, padding: str = "VALID", *, count_i
         >>> avg_pool(ones, 2, 1, "SAME", count_include_pad=False).min()
         Array(1., dtype=float32)
     """
-    x = check_map(x, "avg_pool")
+    d = check_spatial_dims(spatial_dims)
+    x = check_map(x, "avg_pool", spatial_dims=d)
     window = check_window(window)
     stride = window if stride is None else normalize_stride(stride)
     padding = normalize_padding(padding)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         x = x.astype(jnp.float32)
-    pads = _spatial_pads(x, window, stride, padding, "avg_pool")
+    pads = _spatial_pads(x, window, stride, padding, "avg_pool", d)
     if padding == "CIRCULAR":
-        x, pads = _pad_spatial(x, pads, "wrap"), [(0, 0), (0, 0)]
+        x, pads = _pad_spatial(x, pads, "wrap"), [(0, 0)] * d
     zero = np.array(0, dtype=x.dtype)
     total = _reduce_window(x, zero, lax.add, window, stride, pads)
     if count_include_pad or all(p == (0, 0) for p in pads):
-        return total / np.array(window * window, dtype=x.dtype)
-    ones = jnp.ones((1, x.shape[1], x.shape[2]) + (1,) * (x.ndim - 3), x.dtype)
+        return total / np.array(window**d, dtype=x.dtype)
+    ones = jnp.ones((1,) + x.shape[1:1 + d] + (1,) * (x.ndim - 1 - d), x.dtype)
     count = _reduce_window(ones, zero, lax.add, window, stride, pads)
     return total / count
 
@@ -265,13 +282,13 @@ def avg_pool(x: Array, window=2, stride=None, padding: str = "VALID", *, count_i
 _JNP_PAD_MODES = {"reflect": "reflect", "circular": "wrap", "zeros": "constant"}
 
 
-def _blur_axis(x, taps: np.ndarray, axis: int, stride: int, pads, padding: str):
+def _blur_axis(x, taps: np.ndarray, axis: int, stride: int, pads, padding: str, d: int = 2):
     k = len(taps)
     n = x.shape[axis]
     lo, hi = pads
     if padding == "reflect" and max(lo, hi) > n - 1:
         raise ValueError(f"`padding`='reflect' needs the pads ({lo}, {hi}) of filter_size={k} to be "
-                         f"smaller than the input ({'HW'[axis - 1]}={n}); use a larger input, a "
+                         f"smaller than the input ({_AXIS_NAMES[d][axis - 1]}={n}); use a larger input, a "
                          f"smaller filter_size or padding='circular' / 'zeros'")
     widths = [(0, 0)] * x.ndim
     widths[axis] = (lo, hi)
@@ -294,26 +311,30 @@ def _blur_axis(x, taps: np.ndarray, axis: int, stride: int, pads, padding: str):
     return out
 
 
-def _blur(x, filter_size: int, stride: int, padding: str):
+def _blur(x, filter_size: int, stride: int, padding: str, d: int = 2):
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         x = x.astype(jnp.float32)
     if filter_size == 1 and stride == 1:
         return x
     taps = binomial_filter(filter_size, ndim=1).astype(np.float64)
-    ph = padding_pads(x.shape[1], filter_size, stride, "SAME")
-    pw = padding_pads(x.shape[2], filter_size, stride, "SAME")
-    x = _blur_axis(x, taps, 1, stride, ph, padding)
-    return _blur_axis(x, taps, 2, stride, pw, padding)
+    for axis in range(1, 1 + d):  # separable: the 1D taps along each spatial axis in turn
+        pads = padding_pads(x.shape[axis], filter_size, stride, "SAME")
+        x = _blur_axis(x, taps, axis, stride, pads, padding, d)
+    return x
 
 
-def blur_pool(x: Array, filter_size: int = 3, stride=2, padding: str = "reflect") -> Array:
+def blur_pool(x: Array, filter_size: int = 3, stride=2, padding: str = "reflect", *,
+              spatial_dims: int = 2) -> Array:
     """BlurPool (Zhang 2019): blur with the binomial filter of size ``filter_size`` (1..7),
-    then keep every ``stride``-th sample: ``(B, H, W, ...) -> (B, ceil(H/s), ceil(W/s), ...)``.
+    then keep every ``stride``-th sample: ``(B, H, W, ...) -> (B, ceil(H/s), ceil(W/s), ...)``;
+    with ``spatial_dims=3`` a volume ``(B, D, H, W, ...) -> (B, ceil(D/s), ceil(H/s), ceil(W/s), ...)``.
 
     ``padding``: ``"reflect"`` (mirror without repeating the edge, Zhang's default),
     ``"circular"`` or ``"zeros"``; pads as ``"SAME"`` (module docstring). ``stride=1`` is a plain
     blur of the same size; ``filter_size=1`` plain subsampling ``x[:, ::s, ::s]``-like. The
-    filter is separable and applied as exact fp32 multiply-adds (no conv precision setting).
+    filter is separable and applied as exact fp32 multiply-adds (no conv precision setting), along
+    H then W (D, H then W for volumes): a rotation that permutes the axes changes the order of the
+    roundings, so it is exact to fp32 rounding (~1e-7); flips are exact to the bit.
 
     Equivariance: with ``padding="circular"`` and stride 1, exactly equivariant to circular
     shifts (odd ``filter_size``; an even one shifts by half a pixel). Rot90/flips: exact when the
@@ -321,18 +342,20 @@ def blur_pool(x: Array, filter_size: int = 3, stride=2, padding: str = "reflect"
     odd size; even ``filter_size`` with stride 2 on an even size); see the module docstring.
 
     Args:
-        x: a plain map ``(B, H, W, C)`` or a regular map ``(B, H, W, C, |G|)``.
+        x: a plain map ``(B, H, W, C)`` or a regular map ``(B, H, W, C, |G|)``; with
+            ``spatial_dims=3`` a volume ``(B, D, H, W, C)`` or ``(B, D, H, W, C, |G|)``.
         filter_size: the size of the binomial filter (:func:`binomial_filter`), 1..7.
         stride: an int (or a pair of equal ints).
         padding: "reflect", "circular" or "zeros".
+        spatial_dims: 2 (maps) or 3 (volumes: the taps along D, H and W).
 
     Returns:
-        ``(B, ceil(H/s), ceil(W/s), C)`` or ``(B, ceil(H/s), ceil(W/s), C, |G|)``, in ``x``'s
-        dtype (float32 for integers).
+        ``(B, ceil(H/s), ceil(W/s), C)`` or ``(B, ceil(H/s), ceil(W/s), C, |G|)`` (volumes: a
+        leading ``ceil(D/s)`` too), in ``x``'s dtype (float32 for integers).
 
     Raises:
-        ValueError: ``x`` not of rank 4 or 5, ``filter_size`` not in 1..7, a bad ``stride`` or
-            ``padding``, or "reflect" pads as large as the input.
+        ValueError: ``x`` not of rank 4 or 5 (5 or 6 for volumes), ``filter_size`` not in 1..7, a
+            bad ``stride``, ``padding`` or ``spatial_dims``, or "reflect" pads as large as the input.
         TypeError: ``filter_size`` is not an int.
 
     Example:
@@ -342,11 +365,12 @@ def blur_pool(x: Array, filter_size: int = 3, stride=2, padding: str = "reflect"
         >>> y.shape, float(y.min()), float(y.max())
         ((2, 5, 5, 3, 4), 2.0, 2.0)
     """
-    x = check_map(x, "blur_pool")
+    d = check_spatial_dims(spatial_dims)
+    x = check_map(x, "blur_pool", spatial_dims=d)
     filter_size = check_filter_size(filter_size)
     stride = normalize_stride(stride)
     padding = check_blur_padding(padding)
-    return _blur(x, filter_size, stride, padding)
+    return _blur(x, filter_size, stride, padding, d)
 
 
 def max_blur_pool(x: Array, window=2, filter_size: int = 3, stride=2, padding: str = "reflect") -> Array:

@@ -2,7 +2,8 @@
 ``APSPool`` and ``GlobalPool``.
 
 They hold configuration only (no parameters) and call :mod:`equilib.functional`; each works on
-plain maps ``(B, H, W, C)`` and regular maps ``(B, H, W, C, |G|)`` (the group axis is pooled
+plain maps ``(B, H, W, C)`` and regular maps ``(B, H, W, C, |G|)``, and ``MaxPool``, ``AvgPool``,
+``BlurPool`` and ``GlobalPool`` with ``spatial_dims=3`` on volumes (the group axis is pooled
 like a channel axis, so the layers commute with :meth:`Group.transform_regular` when their
 sampling is symmetric). Strided layers whose samples sit asymmetrically about the centre of the
 input warn at trace time (:class:`equilib.ExactnessWarning`, collected by
@@ -27,19 +28,21 @@ def _blur_pad_name(padding: str) -> str:
 
 
 class MaxPool(nnx.Module):
-    """Max pooling, ``(B, H, W, ...) -> (B, H', W', ...)`` (:func:`equilib.functional.max_pool`).
+    """Max pooling, ``(B, H, W, ...) -> (B, H', W', ...)``, or with ``spatial_dims=3`` over cubic
+    windows of a volume ``(B, D, H, W, ...)`` (:func:`equilib.functional.max_pool`).
 
-    Exactly rot90/flip-equivariant when the windows sit symmetrically (e.g. 2x2, stride 2, even
-    size); otherwise warns. Strided max pooling is **not** shift-invariant (Zhang 2019): it
-    commutes only with shifts by multiples of the stride.
+    Exactly rot90/flip-equivariant (volumes: the 24 rotations of ``Octahedral()``) when the windows
+    sit symmetrically (e.g. 2x2, stride 2, even size); otherwise warns. Strided max pooling is
+    **not** shift-invariant (Zhang 2019): it commutes only with shifts by multiples of the stride.
 
     Args:
         window: the square window, an int or a pair of equal ints.
         stride: None (default): ``window``.
         padding: "VALID" (default), "SAME" or "CIRCULAR".
+        spatial_dims: 2 (maps) or 3 (volumes; ``Octahedral().spatial_dims``).
 
     Raises:
-        ValueError: a bad argument; on call, an input that is not of rank 4 or 5.
+        ValueError: a bad argument; on call, an input that is not of rank 4 or 5 (5 or 6 for volumes).
 
     Example:
         >>> import jax.numpy as jnp
@@ -49,27 +52,31 @@ class MaxPool(nnx.Module):
                [13., 15.]], dtype=float32)
     """
 
-    def __init__(self, window=2, stride=None, padding: str = "VALID"):
+    def __init__(self, window=2, stride=None, padding: str = "VALID", *, spatial_dims: int = 2):
         self.window = checks.check_window(window)
         self.stride = self.window if stride is None else checks.normalize_stride(stride)
         self.padding = checks.normalize_padding(padding)
+        self.spatial_dims = checks.check_spatial_dims(spatial_dims)
 
     def __call__(self, x: Array) -> Array:
-        x = checks.check_map(x, "MaxPool")
-        warn_if_inexact("MaxPool", x.shape[1:3], self.window, self.stride, self.padding)
-        return F.max_pool(x, self.window, self.stride, self.padding)
+        d = self.spatial_dims
+        x = checks.check_map(x, "MaxPool", spatial_dims=d)
+        warn_if_inexact("MaxPool", x.shape[1:1 + d], self.window, self.stride, self.padding)
+        return F.max_pool(x, self.window, self.stride, self.padding, spatial_dims=d)
 
 
 class AvgPool(nnx.Module):
-    """Average pooling, ``(B, H, W, ...) -> (B, H', W', ...)`` (:func:`equilib.functional.avg_pool`).
+    """Average pooling, ``(B, H, W, ...) -> (B, H', W', ...)``, or with ``spatial_dims=3`` of a
+    volume ``(B, D, H, W, ...)`` (:func:`equilib.functional.avg_pool`).
 
     Args:
         window, stride, padding: as for :class:`MaxPool`.
         count_include_pad: with "SAME" padding, divide by the full window (True) or by the
             number of input pixels in it.
+        spatial_dims: 2 (maps) or 3 (volumes), as for :class:`MaxPool`.
 
     Raises:
-        ValueError: a bad argument; on call, an input that is not of rank 4 or 5.
+        ValueError: a bad argument; on call, an input that is not of rank 4 or 5 (5 or 6 for volumes).
 
     Example:
         A regular map ``(B, H, W, C, |G|)`` is pooled in space only:
@@ -80,23 +87,26 @@ class AvgPool(nnx.Module):
         (2, 4, 4, 3, 4)
     """
 
-    def __init__(self, window=2, stride=None, padding: str = "VALID", *, count_include_pad: bool = True):
+    def __init__(self, window=2, stride=None, padding: str = "VALID", *, count_include_pad: bool = True,
+                 spatial_dims: int = 2):
         self.window = checks.check_window(window)
         self.stride = self.window if stride is None else checks.normalize_stride(stride)
         self.padding = checks.normalize_padding(padding)
         self.count_include_pad = bool(count_include_pad)
+        self.spatial_dims = checks.check_spatial_dims(spatial_dims)
 
     def __call__(self, x: Array) -> Array:
-        x = checks.check_map(x, "AvgPool")
-        warn_if_inexact("AvgPool", x.shape[1:3], self.window, self.stride, self.padding)
+        d = self.spatial_dims
+        x = checks.check_map(x, "AvgPool", spatial_dims=d)
+        warn_if_inexact("AvgPool", x.shape[1:1 + d], self.window, self.stride, self.padding)
         return F.avg_pool(x, self.window, self.stride, self.padding,
-                          count_include_pad=self.count_include_pad)
+                          count_include_pad=self.count_include_pad, spatial_dims=d)
 
 
 class BlurPool(nnx.Module):
     """BlurPool (Zhang 2019): binomial blur of size ``filter_size``, then subsampling by
-    ``stride``: ``(B, H, W, ...) -> (B, ceil(H/s), ceil(W/s), ...)``
-    (:func:`equilib.functional.blur_pool`).
+    ``stride``: ``(B, H, W, ...) -> (B, ceil(H/s), ceil(W/s), ...)``, or with ``spatial_dims=3`` of a
+    volume ``(B, D, H, W, ...)`` along all three axes (:func:`equilib.functional.blur_pool`).
 
     Rot90/flips are exact for odd ``filter_size`` with stride 2 on odd sizes (or stride 1);
     otherwise it warns. Not exactly shift-invariant (it reduces aliasing, it does not remove
@@ -106,9 +116,10 @@ class BlurPool(nnx.Module):
         filter_size: the binomial filter's size, 1..7.
         stride: the subsampling factor.
         padding: "reflect" (default, as Zhang), "circular" or "zeros".
+        spatial_dims: 2 (maps) or 3 (volumes), as for :class:`MaxPool`.
 
     Raises:
-        ValueError: a bad argument; on call, an input that is not of rank 4 or 5.
+        ValueError: a bad argument; on call, an input that is not of rank 4 or 5 (5 or 6 for volumes).
 
     Example:
         A constant map stays constant (the filter sums to 1; reflect padding):
@@ -120,16 +131,18 @@ class BlurPool(nnx.Module):
         ((1, 5, 5, 1), 2.0, 2.0)
     """
 
-    def __init__(self, filter_size: int = 3, stride=2, padding: str = "reflect"):
+    def __init__(self, filter_size: int = 3, stride=2, padding: str = "reflect", *, spatial_dims: int = 2):
         self.filter_size = checks.check_filter_size(filter_size)
         self.stride = checks.normalize_stride(stride)
         self.padding = checks.check_blur_padding(padding)
+        self.spatial_dims = checks.check_spatial_dims(spatial_dims)
 
     def __call__(self, x: Array) -> Array:
-        x = checks.check_map(x, "BlurPool")
-        warn_if_inexact(f"BlurPool(padding={self.padding!r}, pads as in 'SAME')", x.shape[1:3],
+        d = self.spatial_dims
+        x = checks.check_map(x, "BlurPool", spatial_dims=d)
+        warn_if_inexact(f"BlurPool(padding={self.padding!r}, pads as in 'SAME')", x.shape[1:1 + d],
                         self.filter_size, self.stride, _blur_pad_name(self.padding))
-        return F.blur_pool(x, self.filter_size, self.stride, self.padding)
+        return F.blur_pool(x, self.filter_size, self.stride, self.padding, spatial_dims=d)
 
 
 class MaxBlurPool(nnx.Module):

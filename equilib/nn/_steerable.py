@@ -266,9 +266,11 @@ def _any_field_type(in_type):
 class PointwiseNonlinearity(nnx.Module):
     """An elementwise function on fields whose representations permute channels (trivial,
     regular, quotient): equivariant because it commutes with permutations. ``out_type = in_type``.
+    On volumes (a :class:`~equilib.fields3d.FieldType3D`) only scalar fields qualify.
 
     Args:
-        in_type: the :class:`~equilib.fields.FieldType` of the input ``(B, H, W, in_type.size)``.
+        in_type: the :class:`~equilib.fields.FieldType` of the input ``(B, H, W, in_type.size)``
+            (or a ``FieldType3D``: ``(B, D, H, W, in_type.size)``).
         function: ``"relu"``, ``"elu"``, ``"gelu"``, ``"silu"``, ``"sigmoid"``, ``"tanh"``,
             ``"leaky_relu"`` or a callable applied elementwise.
 
@@ -286,7 +288,7 @@ class PointwiseNonlinearity(nnx.Module):
     """
 
     def __init__(self, in_type: FieldType, function="relu"):
-        self.in_type = self.out_type = as_field_type(in_type, "in_type")
+        self.in_type = self.out_type = _any_field_type(in_type)
         require_permutation(self.in_type, "PointwiseNonlinearity",
                              "use NormNonlinearity, GatedNonlinearity or FourierPointwise for it")
         self.function = function
@@ -368,10 +370,12 @@ class GatedNonlinearity(nnx.Module):
     """Gated nonlinearity: each gated field is multiplied by ``sigmoid`` of its trivial gate field.
 
     The gates are dropped: ``out_type`` holds the gated fields, in order. Equivariant for any
-    gated representation (the gates are invariant scalars).
+    gated representation (the gates are invariant scalars); also on volumes, with a
+    :class:`~equilib.fields3d.FieldType3D` (gates: the scalars ``irrep3d(group, 0)``).
 
     Args:
-        in_type: the :class:`~equilib.fields.FieldType` of the input, gates and gated fields.
+        in_type: the :class:`~equilib.fields.FieldType` of the input, gates and gated fields
+            (or a ``FieldType3D``).
         gates: one label per field of ``in_type``, ``"gate"`` or ``"gated"``; the i-th gate
             scales the i-th gated field. None: the first half of the fields are the gates (they
             must be trivial) and the second half the gated fields.
@@ -391,7 +395,7 @@ class GatedNonlinearity(nnx.Module):
     """
 
     def __init__(self, in_type: FieldType, gates: Sequence[str] | None = None):
-        self.in_type = as_field_type(in_type, "in_type")
+        self.in_type = _any_field_type(in_type)
         n = len(self.in_type)
         if gates is None:
             if n % 2:
@@ -414,7 +418,7 @@ class GatedNonlinearity(nnx.Module):
                 raise ValueError(f"gate field {i} of `in_type` must be trivial (size 1), got "
                                  f"{self.in_type.reps[i].name}")
         self.gates = tuple(gates)
-        self.out_type = FieldType(self.in_type.group, [self.in_type.reps[i] for i in gated_idx])
+        self.out_type = type(self.in_type)(self.in_type.group, [self.in_type.reps[i] for i in gated_idx])
         self._gate_channels = tuple(self.in_type.offsets[i] for i in gate_idx)
         self._gated_channels = tuple(c for i in gated_idx for c in range(
             self.in_type.offsets[i], self.in_type.offsets[i] + self.in_type.reps[i].size))
@@ -534,7 +538,7 @@ class FieldNormSpec(NormSpec):
     in_type: FieldType
 
     def __post_init__(self) -> None:
-        set_fields(self, in_type=as_field_type(self.in_type, "in_type"))
+        set_fields(self, in_type=_any_field_type(self.in_type))
 
     @property
     def out_type(self) -> FieldType:
@@ -682,14 +686,15 @@ FIELD_NORM_KINDS: dict[str, type[FieldNormSpec]] = {"inner": InnerFieldNorm, "no
 
 def field_norm_spec(in_type: FieldType, kind: str) -> FieldNormSpec:
     """The :class:`FieldNormSpec` of ``kind`` ("inner" or "norm") for ``in_type``."""
-    in_type = as_field_type(in_type, "in_type")
+    in_type = _any_field_type(in_type)
     if kind not in FIELD_NORM_KINDS:
         raise ValueError(f"`kind` must be 'inner' or 'norm', got {kind!r}")
     return FIELD_NORM_KINDS[kind](in_type=in_type)
 
 
 class FieldBatchNorm(BatchNormLayer):
-    """Batch normalisation of a steerable map ``(B, H, W, D)``, field by field, equivariantly.
+    """Batch normalisation of a steerable map ``(B, H, W, D)``, field by field, equivariantly; also
+    of a steerable volume ``(B, D, H, W, C)`` with a :class:`~equilib.fields3d.FieldType3D`.
 
     ``kind="inner"`` (escnn's ``InnerBatchNorm``; fields must permute channels: trivial, regular,
     quotient): per field, mean and variance over batch, space and the field's channels, as
@@ -703,7 +708,8 @@ class FieldBatchNorm(BatchNormLayer):
     ones (``ra = momentum * ra + (1 - momentum) * batch``); ``model.eval()`` uses the running ones.
 
     Args:
-        in_type: the :class:`~equilib.fields.FieldType` of the input (``out_type`` is the same).
+        in_type: the :class:`~equilib.fields.FieldType` of the input (``out_type`` is the same), or
+            a ``FieldType3D`` (``kind="inner"`` then needs scalar fields only; ``"norm"`` takes any).
         kind: "inner" or "norm".
 
     The other arguments are those of :class:`GroupBatchNorm`.

@@ -261,8 +261,7 @@ def test_conditions(x_test: np.ndarray, config: Config):
 
 # --- run ----------------------------------------------------------------------------------------
 def run(config: Config, workdir: pathlib.Path) -> dict:
-    from equilib.data import polycubes
-    from equilib.data import CHIRAL_PAIR, POLYCUBE_SHAPES
+    from equilib.data import CHIRAL_PAIR, POLYCUBE_SHAPES, polycubes
 
     data = {split: polycubes(n, size=config.volume_size, seed=2 * config.seed + offset, noise=config.noise,
                              scale_range=(config.scale_range[0], config.scale_range[1]))
