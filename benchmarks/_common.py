@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -59,6 +60,40 @@ def interleaved(fns: dict, args: dict, repeats: int, warmup: int = 2) -> dict[st
 
 def median(v) -> float:
     return statistics.median(v)
+
+
+def compare_with_plain(layer_fwd, params, x, plain_fwd, w_plain, x_plain, repeats: int,
+                       trace_context=contextlib.nullcontext) -> dict:
+    """Compiles ``value_and_grad`` (w.r.t. both arguments) of ``sum(f(a, b) ** 2)`` and the forward
+    ``f(a, b)`` for the layer ``layer_fwd(params, x)`` and for the plain convolution
+    ``plain_fwd(w_plain, x_plain)``, times the four interleaved (:func:`interleaved`) and returns
+    the medians ``med`` (``layer_fb``, ``plain_fb``, ``layer_f``, ``plain_f``; seconds), the layer's
+    first compile ``compile_s``, ``ratio_fb`` and ``ratio_f`` (layer / plain) and ``diff``, the
+    largest ``|layer - plain|`` of the forward outputs (the layer's reshaped to ``x_plain``'s
+    leading axes, both in float32). The layer's two programs are traced inside ``trace_context()``.
+    """
+
+    def layer_loss(p, x):
+        return jnp.sum(layer_fwd(p, x) ** 2)
+
+    def plain_loss(w, x):
+        return jnp.sum(plain_fwd(w, x) ** 2)
+
+    with trace_context():
+        t0 = time.perf_counter()
+        lg = jax.jit(jax.value_and_grad(layer_loss, argnums=(0, 1))).lower(params, x).compile()
+        compile_s = time.perf_counter() - t0
+        lf = jax.jit(layer_fwd).lower(params, x).compile()
+    pg = jax.jit(jax.value_and_grad(plain_loss, argnums=(0, 1))).lower(w_plain, x_plain).compile()
+    pf = jax.jit(plain_fwd).lower(w_plain, x_plain).compile()
+    times = interleaved({"layer_fb": lg, "plain_fb": pg, "layer_f": lf, "plain_f": pf},
+                        {"layer_fb": (params, x), "plain_fb": (w_plain, x_plain), "layer_f": (params, x),
+                         "plain_f": (w_plain, x_plain)}, repeats)
+    med = {n: median(v) for n, v in times.items()}
+    diff = float(jnp.max(jnp.abs(lf(params, x).reshape(x_plain.shape[:-1] + (-1,)).astype(jnp.float32)
+                                 - pf(w_plain, x_plain).astype(jnp.float32))))
+    return {"med": med, "compile_s": compile_s, "diff": diff,
+            "ratio_fb": med["layer_fb"] / med["plain_fb"], "ratio_f": med["layer_f"] / med["plain_f"]}
 
 
 def peak_matmul_gflops(n: int = 2048, repeats: int = 5, dtype=jnp.float32) -> float:

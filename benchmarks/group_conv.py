@@ -33,7 +33,7 @@ import numpy as np
 from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import interleaved, machine_info, median  # noqa: E402
+from _common import compare_with_plain, machine_info  # noqa: E402
 
 from equilib import FieldType, nn  # noqa: E402
 from equilib import functional as F  # noqa: E402
@@ -82,32 +82,16 @@ def run(kind, c, k, batch, size, repeats, impls, dtype="float32"):
         cast = lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
         params, x, x_plain, w_plain, b_plain = jax.tree.map(cast, (params, x, x_plain, w_plain, b_plain))
 
-    def layer_loss(p, x):
-        return jnp.sum(nnx.merge(graphdef, p)(x) ** 2)
+    def layer_fwd(p, x):
+        return nnx.merge(graphdef, p)(x)
 
     out = {"build_s": build_s}
     for impl in impls:
         def plain_fwd(w, x, impl=impl):
             return F.conv2d(x, w, padding="SAME", impl=impl) + b_plain
 
-        def plain_loss(w, x, plain_fwd=plain_fwd):
-            return jnp.sum(plain_fwd(w, x) ** 2)
-
-        with conv_impl(impl):
-            t0 = time.perf_counter()
-            lg = jax.jit(jax.value_and_grad(layer_loss, argnums=(0, 1))).lower(params, x).compile()
-            compile_s = time.perf_counter() - t0
-            lf = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x)).lower(params, x).compile()
-        pg = jax.jit(jax.value_and_grad(plain_loss, argnums=(0, 1))).lower(w_plain, x_plain).compile()
-        pf = jax.jit(plain_fwd).lower(w_plain, x_plain).compile()
-        times = interleaved({"layer_fb": lg, "plain_fb": pg, "layer_f": lf, "plain_f": pf},
-                            {"layer_fb": (params, x), "plain_fb": (w_plain, x_plain), "layer_f": (params, x),
-                             "plain_f": (w_plain, x_plain)}, repeats)
-        med = {n: median(v) for n, v in times.items()}
-        diff = float(jnp.max(jnp.abs(lf(params, x).reshape(x_plain.shape[:3] + (-1,)).astype(jnp.float32)
-                                     - pf(w_plain, x_plain).astype(jnp.float32))))
-        out[impl] = {"med": med, "compile_s": compile_s, "diff": diff,
-                     "ratio_fb": med["layer_fb"] / med["plain_fb"], "ratio_f": med["layer_f"] / med["plain_f"]}
+        out[impl] = compare_with_plain(layer_fwd, params, x, plain_fwd, w_plain, x_plain, repeats,
+                                       trace_context=lambda impl=impl: conv_impl(impl))
     return out
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import interleaved, machine_info, median  # noqa: E402
+from _common import compare_with_plain, machine_info  # noqa: E402
 
 from equilib import Octahedral, nn  # noqa: E402
 from equilib import functional as F  # noqa: E402
@@ -60,28 +60,13 @@ def run(kind, c, k, batch, size, repeats):
     graphdef, params = nnx.split(layer)
     w_plain, b_plain = layer.expanded_kernel(), layer.expanded_bias()
 
-    def layer_loss(p, x):
-        return jnp.sum(nnx.merge(graphdef, p)(x) ** 2)
+    def layer_fwd(p, x):
+        return nnx.merge(graphdef, p)(x)
 
     def plain_fwd(w, x):
         return F.conv3d(x, w, padding="SAME") + (0.0 if b_plain is None else b_plain)
 
-    def plain_loss(w, x):
-        return jnp.sum(plain_fwd(w, x) ** 2)
-
-    t0 = time.perf_counter()
-    lg = jax.jit(jax.value_and_grad(layer_loss, argnums=(0, 1))).lower(params, x).compile()
-    compile_s = time.perf_counter() - t0
-    lf = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x)).lower(params, x).compile()
-    pg = jax.jit(jax.value_and_grad(plain_loss, argnums=(0, 1))).lower(w_plain, x_plain).compile()
-    pf = jax.jit(plain_fwd).lower(w_plain, x_plain).compile()
-    times = interleaved({"layer_fb": lg, "plain_fb": pg, "layer_f": lf, "plain_f": pf},
-                        {"layer_fb": (params, x), "plain_fb": (w_plain, x_plain), "layer_f": (params, x),
-                         "plain_f": (w_plain, x_plain)}, repeats)
-    med = {n: median(v) for n, v in times.items()}
-    diff = float(jnp.max(jnp.abs(lf(params, x).reshape(x_plain.shape[:4] + (-1,)) - pf(w_plain, x_plain))))
-    return {"build_s": build_s, "compile_s": compile_s, "med": med, "diff": diff,
-            "ratio_fb": med["layer_fb"] / med["plain_fb"], "ratio_f": med["layer_f"] / med["plain_f"],
+    return {"build_s": build_s, **compare_with_plain(layer_fwd, params, x, plain_fwd, w_plain, x_plain, repeats),
             "params": int(sum(a.size for a in jax.tree.leaves(nnx.state(layer, nnx.Param)))),
             "taps": int(w_plain.size)}
 

@@ -16,11 +16,11 @@ flattened regular map ``(B, H, W, C*|G|)`` of
 
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import numpy as np
 
+from equilib._src.fieldtype import FieldTypeBase, apply_channel_matrix
 from equilib._src.repmath import blockdiag, check_angle_flip
 from equilib.groups import O2, Group, PlanarLieGroup
 from equilib.reps import Rep, as_steerable_group, directsum
@@ -28,7 +28,8 @@ from equilib.reps import Rep, as_steerable_group, directsum
 __all__ = ["FieldType"]
 
 
-class FieldType:
+class FieldType(FieldTypeBase, rep_type=Rep, rep_example="regular_rep(group), irrep(group, k)",
+                sequence_of="Rep (one per field)"):
     """The type ``(group, reps)`` of a steerable feature map ``(B, H, W, D)``.
 
     Immutable and hashable. ``size`` is ``D``; ``len(ft)`` the number of fields; ``offsets[i]``
@@ -63,81 +64,17 @@ class FieldType:
 
     group: Group | PlanarLieGroup
     reps: tuple[Rep, ...]
-    size: int
-    offsets: tuple[int, ...]
-    _hash: int
 
-    __slots__ = ("group", "reps", "size", "offsets", "_hash")
+    __slots__ = ()
 
     def __init__(self, group, reps: Sequence[Rep]):
-        group = as_steerable_group(group)
-        if isinstance(reps, Rep):
-            raise TypeError("`reps` must be a sequence of Rep (one per field), got a single Rep; "
-                            "wrap it in a list, e.g. [rep] * n")
-        try:
-            reps = tuple(reps)
-        except TypeError:
-            raise TypeError(f"`reps` must be a sequence of Rep (one per field), got "
-                            f"{type(reps).__name__}") from None
-        if not reps:
-            raise ValueError("`reps` must contain at least one representation (field)")
-        for i, r in enumerate(reps):
-            if not isinstance(r, Rep):
-                raise TypeError(f"`reps[{i}]` must be a Rep (e.g. regular_rep(group), irrep(group, k)), "
-                                f"got {type(r).__name__}")
-            if r.group != group:
-                raise ValueError(f"`reps[{i}]` is a representation of {r.group.name}, expected one of "
-                                 f"{group.name} (the field type's group)")
-        offsets = tuple(int(o) for o in np.cumsum([0] + [r.size for r in reps]))
-        object.__setattr__(self, "group", group)
-        object.__setattr__(self, "reps", reps)
-        object.__setattr__(self, "size", offsets[-1])
-        object.__setattr__(self, "offsets", offsets[:-1])
-        object.__setattr__(self, "_hash", hash((group, reps)))
-
-    def __setattr__(self, key, value):
-        raise AttributeError("FieldType is immutable")
-
-    def __reduce__(self):
-        return (FieldType, (self.group, self.reps))
-
-    def __eq__(self, other):
-        if not isinstance(other, FieldType):
-            return NotImplemented
-        return self._hash == other._hash and self.group == other.group and self.reps == other.reps
-
-    def __hash__(self):
-        return self._hash
-
-    def __len__(self):
-        return len(self.reps)
-
-    def __iter__(self):
-        return iter(self.reps)
-
-    def __add__(self, other: "FieldType") -> "FieldType":
-        if not isinstance(other, FieldType):
-            return NotImplemented
-        if other.group != self.group:
-            raise ValueError(f"cannot concatenate field types of {self.group.name} and {other.group.name}")
-        return FieldType(self.group, self.reps + other.reps)
-
-    def __repr__(self):
-        counts: dict[str, int] = {}
-        for r in self.reps:
-            counts[r.name] = counts.get(r.name, 0) + 1
-        body = ", ".join(f"{n}x{name}" for name, n in counts.items())
-        return f"FieldType({self.group.name}, [{body}], size={self.size})"
+        super().__init__(as_steerable_group(group), reps)
 
     # --- structure ------------------------------------------------------------------------------
     @property
     def representation(self) -> Rep:
         """The direct sum of the fields' representations (size ``D``)."""
         return directsum(*self.reps, name=repr(self))
-
-    def field_slice(self, i: int) -> slice:
-        """Channels of field ``i``."""
-        return slice(self.offsets[i], self.offsets[i] + self.reps[i].size)
 
     @property
     def is_permutation(self) -> bool:
@@ -147,12 +84,6 @@ class FieldType:
     @property
     def is_trivial(self) -> bool:
         return all(r.is_trivial for r in self.reps)
-
-    def groups(self):
-        """Fields grouped by representation: a tuple of ``(rep, fields, channels)`` with the field
-        indices ``fields`` (``(n,)``) and their channel indices ``channels`` (``(n, rep.size)``),
-        in order of first appearance."""
-        return _groups(self)
 
     def matrix(self, angle: float, flip: int = 0) -> np.ndarray:
         """``(D, D)`` block-diagonal matrix of the element ``(angle, flip)`` on the channels."""
@@ -165,12 +96,7 @@ class FieldType:
         self.check(x, "x")
         angle, flip = check_angle_flip(self.group, angle, flip)
         m = self.matrix(angle, flip)
-        y = O2().transform_image(x, angle, flip, axes=(-3, -2))
-        if isinstance(y, np.ndarray):
-            return (y @ m.T).astype(y.dtype, copy=False)
-        import jax.numpy as jnp
-
-        return y @ jnp.asarray(m.T, dtype=y.dtype)
+        return apply_channel_matrix(O2().transform_image(x, angle, flip, axes=(-3, -2)), m)
 
     def restrict(self, subgroup) -> "FieldType":
         """The same fields seen as a type of ``subgroup`` (e.g. ``Dihedral(16) -> Cyclic(16)``)."""
@@ -179,30 +105,7 @@ class FieldType:
     # --- checks ---------------------------------------------------------------------------------
     def check(self, x, name: str = "x", layer: str | None = None):
         """Raise a ``ValueError`` unless ``x`` is a map ``(B, H, W, D)`` of this type."""
-        where = f"{layer}: " if layer else ""
-        shape = tuple(getattr(x, "shape", ()))
-        if len(shape) != 4:
-            raise ValueError(f"{where}`{name}` must be a steerable map of rank 4 (batch, H, W, D={self.size}), "
-                             f"got shape {shape}")
-        if shape[-1] != self.size:
-            raise ValueError(f"{where}`{name}` has {shape[-1]} channels but its field type {self!r} has "
-                             f"size {self.size} (shape {shape})")
-        return x
-
-
-@functools.cache
-def _groups(ft: FieldType):
-    order: dict[Rep, list[int]] = {}
-    for i, r in enumerate(ft.reps):
-        order.setdefault(r, []).append(i)
-    out = []
-    for r, fields in order.items():
-        f = np.array(fields, dtype=np.int64)
-        ch = np.array([ft.offsets[i] for i in fields])[:, None] + np.arange(r.size)[None, :]
-        f.setflags(write=False)
-        ch.setflags(write=False)
-        out.append((r, f, ch))
-    return tuple(out)
+        return self._check_shape(x, name, layer, 4, f"map of rank 4 (batch, H, W, D={self.size})")
 
 
 def as_field_type(value, name: str) -> FieldType:

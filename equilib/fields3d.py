@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from equilib._src.fieldtype import FieldTypeBase, apply_channel_matrix
 from equilib._src.so3 import wigner_d
 from equilib.groups3d import OctahedralGroup, SpatialLieGroup
 
@@ -155,7 +156,7 @@ def irrep3d(group, degree: int, *, pseudo: bool = False) -> Rep3D:
     return Rep3D(group, degree, pseudo)
 
 
-class FieldType3D:
+class FieldType3D(FieldTypeBase, rep_type=Rep3D, rep_example="irrep3d(group, l)", sequence_of="Rep3D"):
     """The type ``(group, reps)`` of a steerable volume ``(B, D, H, W, C)``.
 
     Immutable and hashable; ``size`` is ``C``, ``len(t)`` the number of fields, ``offsets[i]`` the first
@@ -182,79 +183,12 @@ class FieldType3D:
         (1, 3, 3, 3, 5)
     """
 
-    __slots__ = ("group", "reps", "size", "offsets", "_hash")
-
-    group: Any
     reps: tuple[Rep3D, ...]
-    size: int
-    offsets: tuple[int, ...]
-    _hash: int
+
+    __slots__ = ()
 
     def __init__(self, group, reps: Sequence[Rep3D]):
-        group = _check_group(group)
-        if isinstance(reps, Rep3D):
-            raise TypeError("`reps` must be a sequence of Rep3D (one per field), got a single Rep3D; wrap it "
-                            "in a list, e.g. [rep] * n")
-        try:
-            reps = tuple(reps)
-        except TypeError:
-            raise TypeError(f"`reps` must be a sequence of Rep3D, got {type(reps).__name__}") from None
-        if not reps:
-            raise ValueError("`reps` must contain at least one representation (field)")
-        for i, r in enumerate(reps):
-            if not isinstance(r, Rep3D):
-                raise TypeError(f"`reps[{i}]` must be a Rep3D (e.g. irrep3d(group, l)), got {type(r).__name__}")
-            if r.group != group:
-                raise ValueError(f"`reps[{i}]` is a representation of {r.group.name}, expected one of {group.name} "
-                                 f"(the field type's group)")
-        offsets = tuple(int(o) for o in np.cumsum([0] + [r.size for r in reps]))
-        object.__setattr__(self, "group", group)
-        object.__setattr__(self, "reps", reps)
-        object.__setattr__(self, "size", offsets[-1])
-        object.__setattr__(self, "offsets", offsets[:-1])
-        object.__setattr__(self, "_hash", hash((group, reps)))
-
-    def __setattr__(self, key, value):
-        raise AttributeError("FieldType3D is immutable")
-
-    def __reduce__(self):
-        return (FieldType3D, (self.group, self.reps))
-
-    def __eq__(self, other):
-        if not isinstance(other, FieldType3D):
-            return NotImplemented
-        return self._hash == other._hash and self.group == other.group and self.reps == other.reps
-
-    def __hash__(self):
-        return self._hash
-
-    def __len__(self):
-        return len(self.reps)
-
-    def __iter__(self):
-        return iter(self.reps)
-
-    def __add__(self, other: "FieldType3D") -> "FieldType3D":
-        if not isinstance(other, FieldType3D):
-            return NotImplemented
-        if other.group != self.group:
-            raise ValueError(f"cannot concatenate field types of {self.group.name} and {other.group.name}")
-        return FieldType3D(self.group, self.reps + other.reps)
-
-    def __repr__(self):
-        counts: dict[str, int] = {}
-        for r in self.reps:
-            counts[r.name] = counts.get(r.name, 0) + 1
-        return f"FieldType3D({self.group.name}, [{', '.join(f'{n}x{k}' for k, n in counts.items())}], size={self.size})"
-
-    def field_slice(self, i: int) -> slice:
-        """Channels of field ``i``."""
-        return slice(self.offsets[i], self.offsets[i] + self.reps[i].size)
-
-    def groups(self):
-        """Fields grouped by representation: a tuple of ``(rep, fields (n,), channels (n, rep.size))``
-        in order of first appearance (as :meth:`equilib.fields.FieldType.groups`)."""
-        return _groups(self)
+        super().__init__(_check_group(group), reps)
 
     def matrix(self, element) -> np.ndarray:
         """``(C, C)`` block-diagonal matrix of ``element`` on the channels."""
@@ -274,35 +208,8 @@ class FieldType3D:
             y, m = self.group.transform_image(x, g), self.matrix(g)
         else:
             y, m = self.group.transform_image(x, element), self.matrix(element)
-        if isinstance(y, np.ndarray):
-            return (y @ m.T).astype(y.dtype, copy=False)
-        import jax.numpy as jnp
-
-        return y @ jnp.asarray(m.T, dtype=y.dtype)
+        return apply_channel_matrix(y, m)
 
     def check(self, x, name: str = "x", layer: str | None = None):
         """Raise a ``ValueError`` unless ``x`` is a volume ``(B, D, H, W, C)`` of this type."""
-        where = f"{layer}: " if layer else ""
-        shape = tuple(getattr(x, "shape", ()))
-        if len(shape) != 5:
-            raise ValueError(f"{where}`{name}` must be a steerable volume of rank 5 (batch, D, H, W, C={self.size}), "
-                             f"got shape {shape}")
-        if shape[-1] != self.size:
-            raise ValueError(f"{where}`{name}` has {shape[-1]} channels but its field type {self!r} has size "
-                             f"{self.size} (shape {shape})")
-        return x
-
-
-@functools.cache
-def _groups(ft: FieldType3D):
-    order: dict[Rep3D, list[int]] = {}
-    for i, r in enumerate(ft.reps):
-        order.setdefault(r, []).append(i)
-    out = []
-    for r, fields in order.items():
-        f = np.array(fields, dtype=np.int64)
-        ch = np.array([ft.offsets[i] for i in fields])[:, None] + np.arange(r.size)[None, :]
-        f.setflags(write=False)
-        ch.setflags(write=False)
-        out.append((r, f, ch))
-    return tuple(out)
+        return self._check_shape(x, name, layer, 5, f"volume of rank 5 (batch, D, H, W, C={self.size})")

@@ -64,7 +64,95 @@ class FiniteGroup:
     """
 
     spatial_dims: int = 2
+    # False for SO2()/O2() (and SO3()/O3()), which only the steerable layers accept
+    # (representations of either kind: equilib.reps, e.g. regular_rep(G), irrep(G, k))
     is_finite = True
+
+    # --- what each group provides -----------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """Short name of the group ("C4", "D8", "O", ...)."""
+        raise NotImplementedError
+
+    @property
+    def order(self) -> int:
+        """Number of elements, ``|G|``."""
+        raise NotImplementedError
+
+    def _cayley_table(self) -> np.ndarray:
+        """The ``(|G|, |G|)`` int table ``table[a, b] = index(a o b)``, element 0 the identity
+        (computed once per group: the methods below read it through a cache)."""
+        raise NotImplementedError
+
+    # --- shared by every finite group: element indices and the Cayley table -----------------
+    def __len__(self) -> int:
+        return self.order
+
+    def __str__(self) -> str:
+        return self.name
+
+    def check_element(self, g) -> int:
+        """``g`` as a Python int if it is an element index of this group (``0 <= g < |G|``);
+        ``TypeError`` if it is not an integer, ``ValueError`` if it is out of range."""
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)):
+            raise TypeError(f"a group element is an integer index, got {type(g).__name__} ({g!r})")
+        if not 0 <= g < self.order:
+            raise ValueError(f"element index must be in [0, {self.order}) for {self.name}, got {g}")
+        return int(g)
+
+    def compose(self, a: int, b: int) -> int:
+        """Index of ``a o b`` (apply ``b`` first)."""
+        return int(_cayley(self)[self.check_element(a), self.check_element(b)])
+
+    def inverse(self, g: int) -> int:
+        """Index of ``g^-1``."""
+        return int(_inverses(self)[self.check_element(g)])
+
+    def cayley_table(self) -> np.ndarray:
+        """``(|G|, |G|)`` int array with ``table[a, b] = index(a o b)``."""
+        return _cayley(self).copy()
+
+    # --- the regular representation ---------------------------------------------------------
+    def regular_permutation(self, g: int) -> np.ndarray:
+        """Permutation ``P`` of the group axis such that ``(g.f)[..., h] = f[..., P[h]]``,
+        i.e. ``P[h] = index(g^-1 o h)``."""
+        return _regular_perms(self)[self.check_element(g)].copy()
+
+    def regular_permutations(self) -> np.ndarray:
+        """``(|G|, |G|)`` int array; row ``g`` is :meth:`regular_permutation` of ``g``."""
+        return _regular_perms(self).copy()
+
+    def regular_matrix(self, g: int) -> np.ndarray:
+        """``|G| x |G|`` permutation matrix ``rho(g)`` of the regular representation, with
+        ``rho(g) e_h = e_{g o h}``; ``(g.f) = rho(g) @ f`` for a vector ``f`` over the group axis.
+        (The representation as a :class:`~equilib.reps.Rep`, with its irreps, is
+        :func:`equilib.reps.regular_rep`.)"""
+        perm = self.regular_permutation(g)
+        return np.eye(self.order)[perm]
+
+    # --- actions on arrays ------------------------------------------------------------------
+    def transform_image(self, x, g: int, *, axes=None):
+        """Apply element ``g`` to the ``spatial_dims`` spatial ``axes`` of ``x``,
+        ``(g.x)(p) = x(g^-1 p)``: each group's own (:meth:`Group.transform_image` on ``(H, W)``,
+        :meth:`equilib.groups3d.OctahedralGroup.transform_image` on ``(D, H, W)``)."""
+        raise NotImplementedError
+
+    def transform_group_axis(self, x, g: int, *, axis: int = -1):
+        """Apply the regular representation of ``g`` to the group axis ``axis`` of ``x``."""
+        perm = self.regular_permutation(g)
+        if x.shape[axis] != self.order:
+            raise ValueError(
+                f"the group axis (axis {axis}) of `x` has size {x.shape[axis]}, "
+                f"expected |{self.name}| = {self.order}"
+            )
+        return x.take(perm, axis=axis) if isinstance(x, np.ndarray) else _jnp_take(x, perm, axis)
+
+    def transform_regular(self, x, g: int):
+        """Apply ``g`` to a regular map, ``(..., H, W, C, |G|)`` (planar) or ``(..., D, H, W, C, |G|)``
+        (volumes): the spatial transform of the ``spatial_dims`` axes before ``C`` ((-4, -3), or
+        (-5, -4, -3)) and the regular representation on the last axis."""
+        axes = tuple(range(-2 - self.spatial_dims, -2))
+        return self.transform_group_axis(self.transform_image(x, g, axes=axes), g, axis=-1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,17 +212,11 @@ class Group(FiniteGroup):
             return f"{type(self).__name__}({self.n})"
         return f"Group(n={self.n}, reflection={self.reflection})"
 
-    def __str__(self) -> str:
-        return self.name
-
     # --- elements ---------------------------------------------------------------------------
     @property
     def order(self) -> int:
         """Number of elements, ``|G|``."""
         return self.n * (2 if self.reflection else 1)
-
-    def __len__(self) -> int:
-        return self.order
 
     @property
     def elements(self) -> tuple[tuple[int, int], ...]:
@@ -152,15 +234,6 @@ class Group(FiniteGroup):
             )
         return int(f) * self.n + int(k) % self.n
 
-    def check_element(self, g) -> int:
-        """``g`` as a Python int if it is an element index of this group (``0 <= g < |G|``);
-        ``TypeError`` if it is not an integer, ``ValueError`` if it is out of range."""
-        if isinstance(g, bool) or not isinstance(g, (int, np.integer)):
-            raise TypeError(f"a group element is an integer index, got {type(g).__name__} ({g!r})")
-        if not 0 <= g < self.order:
-            raise ValueError(f"element index must be in [0, {self.order}) for {self.name}, got {g}")
-        return int(g)
-
     def rotation(self, g: int) -> int:
         """The rotation index ``k`` of element ``g``."""
         return self.check_element(g) % self.n
@@ -172,18 +245,6 @@ class Group(FiniteGroup):
     def angle(self, g: int) -> float:
         """Rotation angle of element ``g`` in radians, ``2*pi*k/n``."""
         return 2.0 * math.pi * self.rotation(g) / self.n
-
-    def compose(self, a: int, b: int) -> int:
-        """Index of ``a o b`` (apply ``b`` first)."""
-        return int(_cayley(self)[self.check_element(a), self.check_element(b)])
-
-    def inverse(self, g: int) -> int:
-        """Index of ``g^-1``."""
-        return int(_inverses(self)[self.check_element(g)])
-
-    def cayley_table(self) -> np.ndarray:
-        """``(|G|, |G|)`` int array with ``table[a, b] = index(a o b)``."""
-        return _cayley(self).copy()
 
     def matrix(self, g: int) -> np.ndarray:
         """The 2x2 orthogonal matrix of ``g`` acting on plane coordinates ``(x right, y up)``."""
@@ -203,24 +264,6 @@ class Group(FiniteGroup):
         group convolutions over this group are exactly equivariant on the grid."""
         return 4 % self.n == 0
 
-    # --- representations --------------------------------------------------------------------
-    def regular_permutation(self, g: int) -> np.ndarray:
-        """Permutation ``P`` of the group axis such that ``(g.f)[..., h] = f[..., P[h]]``,
-        i.e. ``P[h] = index(g^-1 o h)``."""
-        return _regular_perms(self)[self.check_element(g)].copy()
-
-    def regular_permutations(self) -> np.ndarray:
-        """``(|G|, |G|)`` int array; row ``g`` is :meth:`regular_permutation` of ``g``."""
-        return _regular_perms(self).copy()
-
-    def regular_matrix(self, g: int) -> np.ndarray:
-        """``|G| x |G|`` permutation matrix ``rho(g)`` of the regular representation, with
-        ``rho(g) e_h = e_{g o h}``; ``(g.f) = rho(g) @ f`` for a vector ``f`` over the group axis.
-        (The representation as a :class:`~equilib.reps.Rep`, with its irreps, is
-        :func:`equilib.reps.regular_rep`.)"""
-        perm = self.regular_permutation(g)
-        return np.eye(self.order)[perm]
-
     # --- actions on arrays ------------------------------------------------------------------
     def transform_image(self, x, g: int, *, axes: tuple[int, ...] = (-3, -2)):
         """Apply element ``g`` to the spatial axes ``axes=(H, W)`` of ``x``: ``(g.x)(p) = x(g^-1 p)``.
@@ -234,20 +277,14 @@ class Group(FiniteGroup):
         return rotate_flip(x, self.angle(g), bool(self.flip(g)), axes=axes,
                            quarter_turns=self._quarter_turns(g))
 
-    def transform_group_axis(self, x, g: int, *, axis: int = -1):
-        """Apply the regular representation of ``g`` to the group axis ``axis`` of ``x``."""
-        perm = self.regular_permutation(g)
-        if x.shape[axis] != self.order:
-            raise ValueError(
-                f"the group axis (axis {axis}) of `x` has size {x.shape[axis]}, "
-                f"expected |{self.name}| = {self.order}"
-            )
-        return x.take(perm, axis=axis) if isinstance(x, np.ndarray) else _jnp_take(x, perm, axis)
-
-    def transform_regular(self, x, g: int):
-        """Apply ``g`` to a regular map ``(..., H, W, C, |G|)``: spatial transform of axes
-        (-4, -3) and the regular representation on the last axis."""
-        return self.transform_group_axis(self.transform_image(x, g, axes=(-4, -3)), g, axis=-1)
+    def _cayley_table(self) -> np.ndarray:
+        els = self.elements
+        table = np.empty((self.order, self.order), dtype=np.int64)
+        for i, a in enumerate(els):
+            for j, b in enumerate(els):
+                k, f = _compose_pairs(self.n, a, b)
+                table[i, j] = f * self.n + k
+        return table
 
     def _quarter_turns(self, g: int):
         k = self.rotation(g)
@@ -263,10 +300,6 @@ class Group(FiniteGroup):
             raise ValueError(f"`sub` ({sub.name}) is not a subgroup of {self.name}")
         step = self.n // sub.n
         return np.array([self.element(k * step, f) for (k, f) in sub.elements], dtype=np.int64)
-
-    # False for SO2()/O2(), which only the steerable layers accept (representations of either
-    # kind: equilib.reps, e.g. regular_rep(G), irrep(G, k))
-    is_finite = True
 
 
 class Trivial(Group):
@@ -340,7 +373,7 @@ def _jnp_take(x, perm, axis):
     return jnp.take(x, jnp.asarray(perm), axis=axis)
 
 
-# --- cached tables: pure functions of the frozen group ----------------------------------------
+# --- cached tables: pure functions of the frozen group (of any finite group) -------------------
 def _compose_pairs(n: int, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
     (k1, f1), (k2, f2) = a, b
     # R_k1 F^f1 R_k2 F^f2 = R_{k1 + (-1)^f1 k2} F^{f1 xor f2}, since F R_k F = R_{-k}.
@@ -348,24 +381,19 @@ def _compose_pairs(n: int, a: tuple[int, int], b: tuple[int, int]) -> tuple[int,
 
 
 @functools.cache
-def _cayley(group: Group) -> np.ndarray:
-    els = group.elements
-    table = np.empty((group.order, group.order), dtype=np.int64)
-    for i, a in enumerate(els):
-        for j, b in enumerate(els):
-            k, f = _compose_pairs(group.n, a, b)
-            table[i, j] = f * group.n + k
+def _cayley(group: FiniteGroup) -> np.ndarray:
+    table = group._cayley_table()
     table.setflags(write=False)
     return table
 
 
 @functools.cache
-def _inverses(group: Group) -> np.ndarray:
+def _inverses(group: FiniteGroup) -> np.ndarray:
     return inverse_table(_cayley(group))
 
 
 @functools.cache
-def _regular_perms(group: Group) -> np.ndarray:
+def _regular_perms(group: FiniteGroup) -> np.ndarray:
     return regular_permutation_table(_cayley(group), _inverses(group))
 
 

@@ -44,7 +44,6 @@ import operator
 import numpy as np
 
 from equilib._src.so3 import check_rotation_matrix, matrix_from_axis_angle, matrix_from_quaternion, random_rotations
-from equilib._src.tables import inverse_table, regular_permutation_table
 from equilib.groups import FiniteGroup, Group
 
 __all__ = ["OctahedralGroup", "Octahedral", "FullOctahedral", "SpatialLieGroup", "SO3", "O3"]
@@ -115,26 +114,11 @@ class OctahedralGroup(FiniteGroup):
     def __repr__(self) -> str:
         return "FullOctahedral()" if self.inversion else "Octahedral()"
 
-    def __str__(self) -> str:
-        return self.name
-
     # --- elements ---------------------------------------------------------------------------
     @property
     def order(self) -> int:
         """Number of elements, ``|G|`` (24 or 48)."""
         return 48 if self.inversion else 24
-
-    def __len__(self) -> int:
-        return self.order
-
-    def check_element(self, g) -> int:
-        """``g`` as a Python int if it is an element index (``0 <= g < |G|``); ``TypeError`` if it
-        is not an integer, ``ValueError`` if it is out of range."""
-        if isinstance(g, bool) or not isinstance(g, (int, np.integer)):
-            raise TypeError(f"a group element is an integer index, got {type(g).__name__} ({g!r})")
-        if not 0 <= g < self.order:
-            raise ValueError(f"element index must be in [0, {self.order}) for {self.name}, got {g}")
-        return int(g)
 
     def is_grid_preserving(self, g: int) -> bool:
         """True for every element: each maps the voxel grid of a cube to itself."""
@@ -162,30 +146,10 @@ class OctahedralGroup(FiniteGroup):
         raise ValueError(f"`matrix` is not an element of {self.name} (expected a signed permutation matrix"
                          f"{'' if self.inversion else ' of determinant +1'}), got {m.tolist()}")
 
-    def compose(self, a: int, b: int) -> int:
-        """Index of ``a o b`` (apply ``b`` first)."""
-        return int(_cayley(self)[self.check_element(a), self.check_element(b)])
-
-    def inverse(self, g: int) -> int:
-        """Index of ``g^-1``."""
-        return int(_inverses(self)[self.check_element(g)])
-
-    def cayley_table(self) -> np.ndarray:
-        """``(|G|, |G|)`` int array with ``table[a, b] = index(a o b)``."""
-        return _cayley(self).copy()
-
-    # --- representations --------------------------------------------------------------------
-    def regular_permutation(self, g: int) -> np.ndarray:
-        """Permutation ``P`` of the group axis with ``(g.f)[..., h] = f[..., P[h]]``, ``P[h] = index(g^-1 o h)``."""
-        return _regular_perms(self)[self.check_element(g)].copy()
-
-    def regular_permutations(self) -> np.ndarray:
-        """``(|G|, |G|)`` int array; row ``g`` is :meth:`regular_permutation` of ``g``."""
-        return _regular_perms(self).copy()
-
-    def regular_matrix(self, g: int) -> np.ndarray:
-        """``|G| x |G|`` permutation matrix ``rho(g)`` with ``rho(g) e_h = e_{g o h}``."""
-        return np.eye(self.order)[self.regular_permutation(g)]
+    def _cayley_table(self) -> np.ndarray:
+        mats = np.stack([np.rint(self.matrix(g)).astype(np.int64) for g in range(self.order)])
+        keys = {m.tobytes(): g for g, m in enumerate(mats)}
+        return np.array([[keys[(a @ b).tobytes()] for b in mats] for a in mats], dtype=np.int64)
 
     # --- actions on arrays ------------------------------------------------------------------
     def transform_image(self, x, g: int, *, axes: tuple[int, int, int] = VOLUME_AXES):
@@ -204,19 +168,6 @@ class OctahedralGroup(FiniteGroup):
         for i in range(3):
             order[axes[i]] = axes[perm[i]]
         return xp.transpose(x, order)
-
-    def transform_group_axis(self, x, g: int, *, axis: int = -1):
-        """Apply the regular representation of ``g`` to the group axis ``axis`` of ``x``."""
-        if x.shape[axis] != self.order:
-            raise ValueError(f"the group axis (axis {axis}) of `x` has size {x.shape[axis]}, "
-                             f"expected |{self.name}| = {self.order}")
-        perm = self.regular_permutation(g)
-        return x.take(perm, axis=axis) if isinstance(x, np.ndarray) else _namespace(x).take(x, perm, axis=axis)
-
-    def transform_regular(self, x, g: int):
-        """Apply ``g`` to a regular map ``(..., D, H, W, C, |G|)``: the volume transform of axes
-        (-5, -4, -3) and the regular representation on the last axis."""
-        return self.transform_group_axis(self.transform_image(x, g, axes=(-5, -4, -3)), g, axis=-1)
 
     # --- subgroups --------------------------------------------------------------------------
     def subgroup_elements(self, sub) -> np.ndarray:
@@ -247,9 +198,6 @@ class OctahedralGroup(FiniteGroup):
             m[:2, :2] = np.rint(sub.matrix(g))
             out.append(self.element_from_matrix(m))
         return np.array(out, dtype=np.int64)
-
-    # not a continuous group: the regular layers accept it
-    is_finite = True
 
 
 class Octahedral(OctahedralGroup):
@@ -471,27 +419,3 @@ def _array_action(matrix: np.ndarray) -> tuple[list[int], list[int]]:
     # output axis j holds input axis i where pi(i) = j
     perm = [pi.index(j) for j in range(3)]
     return perm, [i for i in range(3) if signs[i] < 0]
-
-
-@functools.cache
-def _matrices(group: OctahedralGroup) -> np.ndarray:
-    return np.stack([np.rint(group.matrix(g)).astype(np.int64) for g in range(group.order)])
-
-
-@functools.cache
-def _cayley(group: OctahedralGroup) -> np.ndarray:
-    mats = _matrices(group)
-    keys = {m.tobytes(): g for g, m in enumerate(mats)}
-    table = np.array([[keys[(a @ b).tobytes()] for b in mats] for a in mats], dtype=np.int64)
-    table.setflags(write=False)
-    return table
-
-
-@functools.cache
-def _inverses(group: OctahedralGroup) -> np.ndarray:
-    return inverse_table(_cayley(group))
-
-
-@functools.cache
-def _regular_perms(group: OctahedralGroup) -> np.ndarray:
-    return regular_permutation_table(_cayley(group), _inverses(group))

@@ -8,6 +8,7 @@ import pytest
 
 from equilib import FullOctahedral, Octahedral
 from equilib.data import CHIRAL_PAIR, POLYCUBE_SHAPES, polycubes
+from equilib.groups3d import SO3
 
 ROTATIONS = [np.rint(Octahedral().matrix(g)).astype(int) for g in range(24)]
 MIRROR_Y = np.diag([1, -1, 1])
@@ -114,6 +115,16 @@ def test_random_orientation_keeps_labels_and_mass():
     mass, turned_mass = up.sum(axis=(1, 2, 3, 4)), turned.sum(axis=(1, 2, 3, 4))
     assert np.all(np.abs(turned_mass / mass - 1) < 0.08)
     assert np.abs(turned - up).max() > 0.2  # turned, not upright
+    # explicit matrices render through the same sampled coverage (4^3 points per voxel) for every
+    # pose: a grid rotation gives exactly the grid transform of the identity's volumes
+    octa, sampled = Octahedral(), polycubes(24, seed=2, orientation=np.eye(3))[0]
+    assert 0.05 < np.abs(sampled - up).max() < 0.3  # the sampled coverage is not the exact one
+    for g in (5, 17):
+        np.testing.assert_array_equal(polycubes(24, seed=2, orientation=octa.matrix(g))[0],
+                                      octa.transform_image(sampled, g, axes=(1, 2, 3)))
+    per_volume = SO3().random_elements(24, seed=3)
+    a, _ = polycubes(24, seed=2, orientation=per_volume)
+    assert a.shape == up.shape and np.abs(a - up).max() > 0.2
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -127,6 +138,8 @@ def test_random_orientation_keeps_labels_and_mass():
     ({"scale_range": 1.0}, r"`scale_range` must be a pair"),
     ({"scale_range": (1.0, 2.0)}, r"`scale_range` \(1.0, 2.0\) is too large for `size`=9"),
     ({"orientation": "sideways"}, "`orientation` must be one of"),
+    ({"orientation": np.eye(2)}, r"must have shape \(3, 3\) or \(n, 3, 3\)"),
+    ({"orientation": -np.eye(3)}, "must be rotations"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, match):
     args = {"n": 4, "seed": 0, **kwargs}

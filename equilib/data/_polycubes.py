@@ -21,7 +21,11 @@ POLYCUBE_SHAPES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "twist (left)": ((0, 0, 0), (0, 0, 1), (1, 0, 0), (1, 1, 0)),    # chiral_shape_1
     "twist (right)": ((0, 0, 0), (0, 0, 1), (1, 0, 0), (1, -1, 0)),  # chiral_shape_2: the mirror y -> -y of the left
 }
-CHIRAL_PAIR = (6, 7)  # the labels of the two twisted tetracubes, mirror images of each other
+"""The eight tetracubes of :func:`polycubes`, by class name in label order: the integer cube
+coordinates ``(x, y, z)`` of each (axes of :mod:`equilib.groups3d`)."""
+CHIRAL_PAIR = (6, 7)
+"""The labels of the two twisted tetracubes, mirror images of each other (no rotation maps one
+onto the other)."""
 ORIENTATIONS = ("upright", "octahedral", "random")
 
 # every shape lies within this many cube edges of its bounding box's centre: the half-diagonal of
@@ -32,7 +36,7 @@ _SUBSAMPLES = 4  # per axis and voxel, for the rendering of freely rotated shape
 
 def polycubes(n: int, *, size: int = 9, seed: int, noise: float = 0.0,
               scale_range: tuple[float, float] = (1.0, 1.5),
-              orientation: str = "upright") -> tuple[np.ndarray, np.ndarray]:
+              orientation="upright") -> tuple[np.ndarray, np.ndarray]:
     """``n`` volumes of 3D Tetris: the eight tetracubes (four face-joined cubes) of the
     tensor-field-network and SE(3)-transformer papers, each at a random size and position.
 
@@ -78,7 +82,9 @@ def polycubes(n: int, *, size: int = 9, seed: int, noise: float = 0.0,
             volume turned about the grid's centre by a uniformly drawn one of the 24 rotations of
             the cube, ``equilib.Octahedral``: exactly ``Octahedral().transform_image`` of it) or
             ``"random"`` (turned about the centre by a uniform random rotation,
-            ``SO3().random_elements``, and rendered turned rather than interpolated).
+            ``SO3().random_elements``, and rendered turned rather than interpolated), or rotation
+            matrices: one ``(3, 3)`` for every volume or ``(n, 3, 3)``, one per volume (proper
+            rotations of ``(x, y, z)``, rendered turned as for ``"random"``).
 
     Returns:
         ``(volumes, labels)``: float32 ``(n, size, size, size, 1)`` volumes ``(N, D, H, W, C)``
@@ -86,7 +92,8 @@ def polycubes(n: int, *, size: int = 9, seed: int, noise: float = 0.0,
 
     Raises:
         ValueError: a bad ``n``, ``size``, ``seed``, ``noise``, ``scale_range`` (also one too
-            large for ``size``) or ``orientation`` (the message names it).
+            large for ``size``) or ``orientation`` (an unknown name, or matrices of another shape
+            or not rotations; the message names it).
 
     Example:
         >>> import numpy as np
@@ -106,8 +113,9 @@ def polycubes(n: int, *, size: int = 9, seed: int, noise: float = 0.0,
             or not math.isfinite(noise) or noise < 0:
         raise ValueError(f"`noise` must be a finite number >= 0, got {noise!r}")
     low, high = _check_scale_range(scale_range, size)
-    if orientation not in ORIENTATIONS:
-        raise ValueError(f"`orientation` must be one of {ORIENTATIONS}, got {orientation!r}")
+    mats = None if isinstance(orientation, str) else _check_rotations(orientation, n)
+    if mats is None and orientation not in ORIENTATIONS:
+        raise ValueError(f"`orientation` must be one of {ORIENTATIONS} or rotation matrices, got {orientation!r}")
 
     rng = np.random.default_rng([seed, 0])
     labels = rng.permutation(np.arange(n) % len(POLYCUBE_SHAPES)).astype(np.int32)
@@ -118,10 +126,11 @@ def polycubes(n: int, *, size: int = 9, seed: int, noise: float = 0.0,
     centres = direction * (room * rng.uniform(0.0, 1.0, n) ** (1 / 3))[:, None]
 
     cubes = np.array(list(POLYCUBE_SHAPES.values()), dtype=np.float64)[labels]  # (n, 4, 3)
-    if orientation == "random":
-        from equilib.groups3d import SO3
+    if mats is not None or orientation == "random":
+        if mats is None:
+            from equilib.groups3d import SO3
 
-        mats = SO3().random_elements(n, seed=int(np.random.default_rng([seed, 1]).integers(2 ** 31)))
+            mats = SO3().random_elements(n, seed=int(np.random.default_rng([seed, 1]).integers(2 ** 31)))
         volumes = _render_rotated(cubes, mats, scales, np.einsum("nij,nj->ni", mats, centres), size)
     else:
         if orientation == "octahedral":
@@ -142,6 +151,24 @@ def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _check_rotations(value, n: int) -> np.ndarray:
+    """``(n, 3, 3)`` float64 rotation matrices from one ``(3, 3)`` or ``(n, 3, 3)``."""
+    try:
+        mats = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"`orientation` must be one of {ORIENTATIONS} or rotation matrices (3, 3) / (n, 3, 3), "
+                         f"got {type(value).__name__}") from None
+    if mats.shape == (3, 3):
+        mats = np.broadcast_to(mats, (n, 3, 3))
+    if mats.shape != (n, 3, 3):
+        raise ValueError(f"`orientation` as matrices must have shape (3, 3) or (n, 3, 3) = ({n}, 3, 3), got "
+                         f"{mats.shape}")
+    if not (np.allclose(mats @ np.swapaxes(mats, 1, 2), np.eye(3), atol=1e-5)
+            and np.allclose(np.linalg.det(mats), 1.0, atol=1e-5)):
+        raise ValueError("`orientation` matrices must be rotations (orthogonal, determinant +1)")
+    return mats
 
 
 def _check_scale_range(scale_range, size: int) -> tuple[float, float]:
