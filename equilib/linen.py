@@ -36,7 +36,7 @@ from equilib.nn._heads import FieldLinearSpec
 from equilib.nn._layer_norm import FieldInstanceNormSpec, GroupNormSpec, check_epsilon, per_sample_norm_forward
 from equilib.nn._norm import GroupBatchNormSpec
 from equilib.nn._scale import ScaleConv1x1Spec, ScaleConvSpec, ScaleLiftingConvSpec
-from equilib.nn._steerable import SteerableConvSpec, field_norm_spec
+from equilib.nn._steerable import SteerableConvSpec, field_norm_spec, steerable_conv_spec
 
 __all__ = ["Conv", "LiftingConv", "GroupConv", "SteerableConv", "ScaleLiftingConv", "ScaleConv",
            "ScaleConv1x1", "GroupBatchNorm", "FieldBatchNorm",
@@ -64,9 +64,12 @@ class _Conv(nn.Module):
     kernel_init: Optional[Callable] = None
     bias_init: Callable = zeros
 
+    def _spec(self) -> Any:
+        return _spec_of(self, self.spec_class)
+
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        spec = _spec_of(self, self.spec_class)
+        spec = self._spec()
         init = spec.default_kernel_init() if self.kernel_init is None else self.kernel_init
         kernel = self.param("kernel", init, spec.kernel_shape(), self.param_dtype)
         shape = spec.bias_shape()
@@ -168,7 +171,8 @@ class GroupConv(_RegularConv):
 
 class SteerableConv(_Conv):
     """Linen version of :class:`equilib.nn.SteerableConv`:
-    ``(B, H, W, in_type.size) -> (B, H', W', out_type.size)``.
+    ``(B, H, W, in_type.size) -> (B, H', W', out_type.size)`` (volumes ``(B, D, H, W, C)`` with
+    field types of :mod:`equilib.fields3d`).
 
     Attributes:
         in_type: the field type of the input.
@@ -199,6 +203,11 @@ class SteerableConv(_Conv):
     rings: Any = None
     sigma: Any = None
     frequency_cutoff: Any = None
+
+    def _spec(self) -> Any:  # planar or 3D by the field type, as the NNX layer
+        return steerable_conv_spec(self.in_type, self.out_type, self.kernel_size, stride=self.stride,
+                                   padding=self.padding, use_bias=self.use_bias, rings=self.rings, sigma=self.sigma,
+                                   frequency_cutoff=self.frequency_cutoff)
 
 
 class ScaleLiftingConv(_ScaleConv):
@@ -707,6 +716,9 @@ class SteerableConvTranspose(SteerableConv):
     """
 
     spec_class = SteerableConvTransposeSpec
+
+    def _spec(self) -> Any:  # planar only, from the fields
+        return _spec_of(self, self.spec_class)
 
     _: KW_ONLY
     output_padding: int = 0

@@ -10,7 +10,9 @@ from flax import nnx
 from equilib import linen as eqlinen
 from equilib import nn
 from equilib.fields import FieldType
+from equilib.fields3d import FieldType3D, irrep3d
 from equilib.groups import Cyclic, Dihedral
+from equilib.groups3d import SO3, Octahedral
 from equilib.reps import irrep, regular_rep, trivial_rep
 from equilib.testing import assert_equivariant
 
@@ -39,6 +41,7 @@ def _pair(nnx_class, linen_class, shape, *args, seed=0, **kwargs):
 
 
 _T_IN = FieldType(C4, [trivial_rep(C4), irrep(C4, 1)])
+_T3 = FieldType3D(SO3(), [irrep3d(SO3(), 0), irrep3d(SO3(), 1)])
 _T_OUT = FieldType(C4, [regular_rep(C4), trivial_rep(C4)])
 CONVS = {
     "Conv": _pair(nn.Conv, eqlinen.Conv, (2, 11, 11, 3), 3, 5, (3, 5), stride=2, padding="CIRCULAR"),
@@ -51,6 +54,13 @@ CONVS = {
     "ScaleConv": _pair(nn.ScaleConv, eqlinen.ScaleConv, (2, 11, 11, 2, 2), 2, 3, 7, scales=SCALES, scale_size=2,
                        seed=5),
     "ScaleConv1x1": _pair(nn.ScaleConv1x1, eqlinen.ScaleConv1x1, (2, 5, 5, 2, 2), 2, 3, seed=6),
+    # volumes: the same wrappers, 3D by the kernel size, the group or the field type
+    "Conv 3D": _pair(nn.Conv, eqlinen.Conv, (2, 5, 5, 5, 2), 2, 3, (3, 3, 3), seed=7),
+    "LiftingConv 3D": _pair(nn.LiftingConv, eqlinen.LiftingConv, (2, 5, 5, 5, 1), 1, 2, 3, group=Octahedral(),
+                            seed=8),
+    "GroupConv 3D": _pair(nn.GroupConv, eqlinen.GroupConv, (2, 5, 5, 5, 1, 24), 1, 1, 3, group=Octahedral(),
+                          seed=9),
+    "SteerableConv 3D": _pair(nn.SteerableConv, eqlinen.SteerableConv, (2, 5, 5, 5, 4), _T3, _T3, 3, seed=10),
 }
 
 
@@ -101,6 +111,10 @@ NORMS = {
                                   momentum=0.8, rngs=nnx.Rngs(0)),
         lambda: eqlinen.FieldBatchNorm(FieldType(C4, [irrep(C4, 1), regular_rep(C4), trivial_rep(C4)]),
                                        kind="norm", momentum=0.8), (2, 7, 7, 7)),
+    "GroupBatchNorm 3D": (lambda: nn.GroupBatchNorm(2, group=Octahedral(), rngs=nnx.Rngs(0)),
+                          lambda: eqlinen.GroupBatchNorm(2, group=Octahedral()), (2, 3, 3, 3, 2, 24)),
+    "FieldBatchNorm 3D": (lambda: nn.FieldBatchNorm(_T3 + _T3, kind="norm", rngs=nnx.Rngs(0)),
+                          lambda: eqlinen.FieldBatchNorm(_T3 + _T3, kind="norm"), (2, 3, 3, 3, 8)),
 }
 
 

@@ -240,21 +240,28 @@ class SteerableConv(ExportableConvLayer):
                  frequency_cutoff: Any = None, dtype: Any = None, param_dtype: Any = jnp.float32,
                  precision: Any = None, kernel_init: Initializer | None = None, bias_init: Initializer = zeros,
                  rngs: nnx.Rngs):
-        spec: SteerableConvSpec | SteerableConv3DSpec
-        if is_volume_type(in_type):  # fields of equilib.fields3d: a convolution on volumes
-            given = [n for n, v in (("rings", rings), ("sigma", sigma), ("frequency_cutoff", frequency_cutoff))
-                     if v is not None]
-            if given:
-                raise ValueError(f"{given} configure the planar basis; the 3D basis takes escnn-like defaults "
-                                 f"(rings at radii 0..(K-1)/2, degrees <= min(2r, K//2 - r + 2)): leave them None")
-            spec = SteerableConv3DSpec(in_type=cast(Any, in_type), out_type=cast(Any, out_type),
-                                       kernel_size=kernel_size, stride=stride, padding=padding, use_bias=use_bias)
-        else:
-            spec = SteerableConvSpec(in_type=in_type, out_type=out_type, kernel_size=kernel_size, stride=stride,
-                                     padding=padding, use_bias=use_bias, rings=rings, sigma=sigma,
-                                     frequency_cutoff=frequency_cutoff)
+        spec = steerable_conv_spec(in_type, out_type, kernel_size, stride=stride, padding=padding,
+                                   use_bias=use_bias, rings=rings, sigma=sigma, frequency_cutoff=frequency_cutoff)
         super().__init__(spec, dtype=dtype, param_dtype=param_dtype, precision=precision,
                          kernel_init=kernel_init, bias_init=bias_init, rngs=rngs)
+
+
+def steerable_conv_spec(in_type, out_type, kernel_size: Any, *, stride: Any = 1, padding: str = "SAME",
+                        use_bias: bool = True, rings: Any = None, sigma: Any = None,
+                        frequency_cutoff: Any = None) -> SteerableConvSpec | SteerableConv3DSpec:
+    """The spec of :class:`SteerableConv` (and of its Linen wrapper): planar for a
+    :class:`~equilib.fields.FieldType`, on volumes for a :class:`~equilib.fields3d.FieldType3D`."""
+    if is_volume_type(in_type):  # fields of equilib.fields3d: a convolution on volumes
+        given = [n for n, v in (("rings", rings), ("sigma", sigma), ("frequency_cutoff", frequency_cutoff))
+                 if v is not None]
+        if given:
+            raise ValueError(f"{given} configure the planar basis; the 3D basis takes escnn-like defaults "
+                             f"(rings at radii 0..(K-1)/2, degrees <= min(2r, K//2 - r + 2)): leave them None")
+        return SteerableConv3DSpec(in_type=cast(Any, in_type), out_type=cast(Any, out_type),
+                                   kernel_size=kernel_size, stride=stride, padding=padding, use_bias=use_bias)
+    return SteerableConvSpec(in_type=in_type, out_type=out_type, kernel_size=kernel_size, stride=stride,
+                             padding=padding, use_bias=use_bias, rings=rings, sigma=sigma,
+                             frequency_cutoff=frequency_cutoff)
 
 
 def _any_field_type(in_type):
