@@ -121,6 +121,16 @@ class Rep3D:
         return float(np.sign(np.linalg.det(m))) * d if self.pseudo else d
 
 
+def _is_subgroup(sub, group) -> bool:
+    if sub == group:
+        return True
+    if _has_inversion(sub) and not _has_inversion(group):
+        return False
+    # the finite groups sit inside the Lie groups, the octahedral rotations inside the full group
+    return isinstance(group, SpatialLieGroup) and isinstance(sub, (OctahedralGroup, SpatialLieGroup)) \
+        or isinstance(group, OctahedralGroup) and isinstance(sub, OctahedralGroup)
+
+
 @functools.cache
 def _trivial_columns(rep: Rep3D) -> np.ndarray:
     if isinstance(rep.group, SpatialLieGroup):
@@ -209,6 +219,24 @@ class FieldType3D(FieldTypeBase, rep_type=Rep3D, rep_example="irrep3d(group, l)"
         else:
             y, m = self.group.transform_image(x, element), self.matrix(element)
         return apply_channel_matrix(y, m)
+
+    def restrict(self, subgroup) -> "FieldType3D":
+        """The same fields seen as a type of ``subgroup``: ``O3() -> SO3()``, ``O3() -> FullOctahedral()``,
+        ``SO3()`` or ``FullOctahedral() -> Octahedral()`` (and chains of them). The channels are
+        unchanged: each field keeps its Wigner-D matrices, evaluated on the subgroup's elements; a
+        pseudo-tensor becomes the tensor of its degree in a group without the inversion (there the two
+        do not differ).
+
+        Raises:
+            TypeError: ``subgroup`` is not a 3D group.
+            ValueError: ``subgroup`` is not a subgroup of ``group`` (e.g. ``SO3() -> FullOctahedral()``).
+        """
+        subgroup = _check_group(subgroup, "subgroup")
+        if not _is_subgroup(subgroup, self.group):
+            raise ValueError(f"`subgroup` ({subgroup.name}) is not a subgroup of {self.group.name}: the 3D subgroups "
+                             f"are O3 > SO3, FullOctahedral > Octahedral and SO3 > Octahedral, O3 > FullOctahedral")
+        keep = _has_inversion(subgroup)
+        return FieldType3D(subgroup, [Rep3D(subgroup, r.degree, r.pseudo and keep) for r in self.reps])
 
     def check(self, x, name: str = "x", layer: str | None = None):
         """Raise a ``ValueError`` unless ``x`` is a volume ``(B, D, H, W, C)`` of this type."""

@@ -188,3 +188,23 @@ def test_octahedral_batch_norm_keeps_the_invariant_direction_of_degree_4():
     y = np.asarray(bn(x)).reshape(-1, 9)
     assert abs(float(np.mean(y @ cols))) < 1e-4  # the mean along the fixed direction removed
     assert_field_equivariant(bn, x, t, t, rtol=1e-5)
+
+
+def test_restriction_to_subgroups_keeps_the_channels():
+    """O(3) -> SO(3) -> O and O(3) -> Oh -> O: the same channels transform the same way under the
+    subgroup's elements; a pseudo-vector stays one where the inversion remains."""
+    G = O3()
+    t = FieldType3D(G, [irrep3d(G, 0), irrep3d(G, 1), irrep3d(G, 1, pseudo=True), irrep3d(G, 2)])
+    x = _volume(5, t.size, seed=6)
+    so3, oh, o = t.restrict(SO3()), t.restrict(FullOctahedral()), t.restrict(Octahedral())
+    assert so3 == FieldType3D(SO3(), [irrep3d(SO3(), degree) for degree in (0, 1, 1, 2)])
+    assert oh.reps[2].pseudo and not o.reps[2].pseudo and so3.restrict(Octahedral()) == oh.restrict(Octahedral()) == o
+    for g in (3, 17, 24 + 5):  # two rotations, one improper element of Oh
+        m = FullOctahedral().matrix(g)
+        np.testing.assert_allclose(np.asarray(oh.transform(x, g)), np.asarray(t.transform(x, m)), atol=1e-6)
+        if g < 24:
+            np.testing.assert_allclose(np.asarray(o.transform(x, g)), np.asarray(so3.transform(x, m)), atol=1e-6)
+    with pytest.raises(ValueError, match="not a subgroup of SO3"):
+        so3.restrict(FullOctahedral())
+    with pytest.raises(TypeError, match="`subgroup` must be a group of 3D rotations"):
+        t.restrict(Cyclic(4))
