@@ -153,21 +153,48 @@ def test_smoke_config_runs(name, tmp_path):
     assert run.table(results).startswith("| ")
 
 
-@pytest.mark.experiment
-def test_rotation_smoke_trains_with_the_bfloat16_policy(tmp_path):
-    """The trainer's mixed-precision policy through an experiment's command line: the P4CNN of
-    the rotation smoke config trained and swept in bfloat16 keeps its quarter-turn invariance
-    (the same accuracy at 0/90/180/270 degrees, up to one of the 64 test digits flipping on a
-    bfloat16 rounding of a near tie). One smoke epoch does not train it far (~10 % accuracy):
-    the invariance, not the accuracy, is the point; tests/test_training.py checks the logits."""
-    proc = subprocess.run([sys.executable, "-m", "experiments.rotation", "--config", "smoke", "--workdir",
-                           str(tmp_path), "--set", 'compute_dtype="bfloat16"', "--set",
-                           'models={"P4CNN": {"epochs": 1}}'], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=SMOKE_TIMEOUT)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    results = json.loads((tmp_path / "results.json").read_text())
+def test_the_command_line_passes_the_bfloat16_policy_to_training_and_evaluation(tmp_path, monkeypatch):
+    """``--set 'compute_dtype="bfloat16"'`` on an experiment's command line reaches its config, the
+    TrainConfig each model is fitted with and the rotation sweep's evaluation; without it, neither
+    gets a policy. fit and evaluate are stand-ins that record what they are given (nothing is
+    trained): tests/test_training.py checks what the policy does, e.g. that a P4CNN trained and
+    evaluated in bfloat16 keeps its quarter-turn invariance."""
+    import numpy as np
+    from flax import nnx
+
+    import experiments.common
+    from equilib import training
+    from experiments.rotation.configs import CONFIGS
+    from experiments.rotation.run import run
+
+    seen: dict = {}
+
+    def fit(model_fn, train, config, **kwargs):
+        seen["fit"] = config
+        return training.FitResult(nnx.Linear(1, 1, rngs=nnx.Rngs(0)), [{"epoch_seconds": 0.0, "train_accuracy": 0.0}],
+                                  0.0, 0)
+
+    def evaluate(model, images, labels, *, params, compute_dtype=None, **kwargs):
+        seen["evaluate"] = compute_dtype
+        return [{"loss": 0.0, "accuracy": 0.0} for _ in params]
+
+    def load_mnist(n_train, n_test):
+        rng = np.random.default_rng(0)
+        return {split: (rng.random((n, 28, 28, 1), np.float32), rng.integers(0, 10, n).astype(np.int32))
+                for split, n in (("train", n_train), ("test", n_test))}
+
+    monkeypatch.setattr(training, "fit", fit)
+    monkeypatch.setattr(training, "evaluate", evaluate)
+    monkeypatch.setattr(experiments.common, "load_mnist", load_mnist)
+    argv = ["--config", "smoke", "--workdir", str(tmp_path), "--set", 'models={"P4CNN": {"epochs": 1}}']
+    results = experiments.common.main("rotation", CONFIGS, run, lambda results, stem: [],
+                                      argv + ["--set", 'compute_dtype="bfloat16"'])
     assert results["config"]["compute_dtype"] == "bfloat16"
-    angles, acc = results["angles"], results["models"]["P4CNN"]["accuracy"]
-    quarter = [acc[angles.index(a)] for a in (0, 90, 180, 270)]
-    n_test = results["config"]["n_test"]
-    assert max(quarter) - min(quarter) <= 1 / n_test + 1e-9, quarter
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["compute_dtype"] == "bfloat16"
+    assert list(results["models"]) == ["P4CNN"]
+    assert isinstance(seen["fit"], training.TrainConfig) and seen["fit"].epochs == 1
+    assert seen["fit"].compute_dtype == "bfloat16" and seen["evaluate"] == "bfloat16"
+    seen.clear()  # the default: no policy
+    results = experiments.common.main("rotation", CONFIGS, run, lambda results, stem: [], argv)
+    assert results["config"]["compute_dtype"] is None
+    assert seen["fit"].compute_dtype is None and seen["evaluate"] is None

@@ -72,9 +72,10 @@ def test_a_piece_keeps_the_earlier_pieces_of_its_workdir(tmp_path, capsys):
 
 
 def _command(workdir: pathlib.Path) -> list[str]:
-    # smoke data, one model, two epochs with a checkpoint after each: long enough to be killed mid-epoch
+    # smoke data, one model, two epochs (16 steps each) with a checkpoint after each: long enough to
+    # be killed mid-epoch
     return [sys.executable, "-m", "experiments.mnist_rot", "--config", "smoke", "--workdir", str(workdir),
-            "--set", "n_train=2048", "--set", "checkpoint_every=1", "--set", 'models={"P4CNN": {"epochs": 2}}']
+            "--set", "n_train=1024", "--set", "checkpoint_every=1", "--set", 'models={"P4CNN": {"epochs": 2}}']
 
 
 def _env() -> dict:
@@ -85,16 +86,23 @@ def _env() -> dict:
 def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):
     """kill -9 in the middle of the second epoch, then the same command again: the same test
     error, test loss and curves as a run that was not interrupted."""
-    whole = tmp_path / "whole"
-    subprocess.run(_command(whole), cwd=ROOT, env=_env(), check=True, capture_output=True, timeout=TIMEOUT)
-    cut = tmp_path / "cut"
+    # Both runs use the same workdir path, so that the run to be killed loads its compiled steps
+    # from the compilation cache the uninterrupted run filled (fit keeps it in the workdir; its
+    # keys depend on the folder's path): the uninterrupted run's workdir is moved aside, and the
+    # killed run starts from an empty workdir that holds only that cache.
+    cut = tmp_path / "run"
+    subprocess.run(_command(cut), cwd=ROOT, env=_env(), check=True, capture_output=True, timeout=TIMEOUT)
+    whole = cut.rename(tmp_path / "whole")
+    cache = pathlib.Path("P4CNN", "seed0", "jax_cache")
+    (cut / cache).parent.mkdir(parents=True)
+    (whole / cache).rename(cut / cache)
     proc = subprocess.Popen(_command(cut), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     first = cut / "P4CNN" / "seed0" / "checkpoints" / "1"
     deadline = time.monotonic() + TIMEOUT
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    time.sleep(0.3)  # into the second epoch (32 steps)
+    time.sleep(0.3)  # into the second epoch (16 steps)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     assert first.exists() and not (cut / "results.json").exists()  # killed after epoch 1, before the end

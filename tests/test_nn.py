@@ -52,7 +52,8 @@ def test_pipeline_invariant_and_equivariant_under_jit(G, size, cin, hidden, cout
     """Random odd sizes and channel counts: invariant with pooling, equivariant without."""
     model = Pipeline(cin, hidden, cout, G, rngs=nnx.Rngs(size * 100 + cin))
     _fixed_bn(model, hidden)
-    x = jax.random.normal(jax.random.key(size + 7 * cin), (batch, size, size, cin))
+    # numpy draws the input: jax.random.normal compiles anew for every shape (~1-2 s on XLA:CPU)
+    x = jnp.asarray(np.random.default_rng(size + 7 * cin).normal(size=(batch, size, size, cin)), jnp.float32)
     assert_equivariant(lambda x: _forward(model, x), x, G, output="invariant")
     assert_equivariant(lambda x: _features(model, x), x, G, output="regular")
 
