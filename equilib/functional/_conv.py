@@ -236,10 +236,11 @@ def conv2d(x: Array, kernel: Array, *, stride=1, padding="SAME", bias: Array | N
             promote them, as Flax does).
 
     Example:
-        >>> import jax, jax.numpy as jnp
+        >>> import jax, jax.numpy as jnp, numpy as np
         >>> from equilib import functional as F
-        >>> x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
-        >>> kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
+        >>> rng = np.random.default_rng(0)  # numpy draws: no PRNG program to compile per shape
+        >>> x = jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32)
+        >>> kernel = jnp.asarray(rng.normal(size=(3, 3, 3, 5)), jnp.float32)
         >>> y = F.conv2d(x, kernel, padding="CIRCULAR")
         >>> y.shape, F.conv2d(x, kernel, stride=2, padding="VALID").shape
         ((2, 8, 8, 5), (2, 3, 3, 5))
@@ -312,10 +313,11 @@ def conv3d(x: Array, kernel: Array, *, stride=1, padding="SAME", bias: Array | N
         TypeError: ``x`` and ``kernel`` have different dtypes.
 
     Example:
-        >>> import jax, jax.numpy as jnp
+        >>> import jax, jax.numpy as jnp, numpy as np
         >>> from equilib import functional as F
-        >>> x = jax.random.normal(jax.random.key(0), (2, 6, 6, 6, 3))
-        >>> kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 3, 4))
+        >>> rng = np.random.default_rng(0)  # numpy draws: no PRNG program to compile per shape
+        >>> x = jnp.asarray(rng.normal(size=(2, 6, 6, 6, 3)), jnp.float32)
+        >>> kernel = jnp.asarray(rng.normal(size=(3, 3, 3, 3, 4)), jnp.float32)
         >>> F.conv3d(x, kernel).shape, F.conv3d(x, kernel, stride=2, padding="VALID").shape
         ((2, 6, 6, 6, 4), (2, 2, 2, 2, 4))
     """
@@ -385,12 +387,13 @@ def lifting_conv(x: Array, kernel: Array, group: Group, *, stride=1, padding="SA
         ValueError: a kernel that is not ``(K, K, C, O)``, and the errors of :func:`conv2d`.
 
     Example:
-        >>> import jax, jax.numpy as jnp
+        >>> import jax, jax.numpy as jnp, numpy as np
         >>> from equilib import functional as F
         >>> from equilib.groups import Cyclic
         >>> C4 = Cyclic(4)
-        >>> x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))
-        >>> kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
+        >>> rng = np.random.default_rng(0)  # numpy draws: no PRNG program to compile per shape
+        >>> x = jnp.asarray(rng.normal(size=(2, 9, 9, 3)), jnp.float32)
+        >>> kernel = jnp.asarray(rng.normal(size=(3, 3, 3, 5)), jnp.float32)
         >>> y = F.lifting_conv(x, kernel, C4)
         >>> y.shape
         (2, 9, 9, 5, 4)
@@ -436,12 +439,13 @@ def group_conv(x: Array, kernel: Array, group: Group, *, stride=1, padding="SAME
             not ``(K, K, C, |G|, O)``, and the errors of :func:`conv2d`.
 
     Example:
-        >>> import jax, jax.numpy as jnp
+        >>> import jax, jax.numpy as jnp, numpy as np
         >>> from equilib import functional as F
         >>> from equilib.groups import Cyclic
         >>> C4 = Cyclic(4)
-        >>> x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3, 4))
-        >>> kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 4, 6))
+        >>> rng = np.random.default_rng(0)  # numpy draws: no PRNG program to compile per shape
+        >>> x = jnp.asarray(rng.normal(size=(2, 9, 9, 3, 4)), jnp.float32)
+        >>> kernel = jnp.asarray(rng.normal(size=(3, 3, 3, 4, 6)), jnp.float32)
         >>> y = F.group_conv(x, kernel, C4)
         >>> y.shape
         (2, 9, 9, 6, 4)

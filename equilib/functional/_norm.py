@@ -124,7 +124,8 @@ def batch_norm(x: Array, scale: Array | None = None, bias: Array | None = None, 
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from equilib import functional as F
-        >>> x = jax.random.normal(jax.random.key(0), (4, 5, 5, 3, 4))
+        >>> import numpy as np
+        >>> x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 5, 5, 3, 4)), jnp.float32)
         >>> y, mean, var = F.batch_norm(x)
         >>> bool(jnp.allclose(y, F.normalize(x, *F.batch_moments(x))))
         True

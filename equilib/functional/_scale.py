@@ -190,7 +190,8 @@ def scale_lifting_conv(x: Array, weight: Array, basis: np.ndarray | Array, *, st
         >>> import jax, jax.numpy as jnp
         >>> from equilib import functional as F
         >>> basis = F.scale_basis(7, (1.0, 1.2), max_order=2)  # N = 6 functions, S = 2 scales
-        >>> weight = jax.random.normal(jax.random.key(0), (3, 6, 4))
+        >>> import numpy as np
+        >>> weight = jnp.asarray(np.random.default_rng(0).normal(size=(3, 6, 4)), jnp.float32)
         >>> F.scale_lifting_conv(jnp.ones((2, 15, 15, 3)), weight, basis).shape
         (2, 15, 15, 4, 2)
     """
@@ -270,7 +271,8 @@ def scale_conv(x: Array, weight: Array, basis: np.ndarray | Array, *, stride=1, 
         >>> import jax, jax.numpy as jnp
         >>> from equilib import functional as F
         >>> basis = F.scale_basis(7, (1.0, 1.2), max_order=2)  # N = 6 functions, S = 2 scales
-        >>> weight = jax.random.normal(jax.random.key(0), (4, 2, 6, 5))  # Ks = 2
+        >>> import numpy as np
+        >>> weight = jnp.asarray(np.random.default_rng(0).normal(size=(4, 2, 6, 5)), jnp.float32)  # Ks = 2
         >>> F.scale_conv(jnp.ones((2, 15, 15, 4, 2)), weight, basis).shape
         (2, 15, 15, 5, 2)
     """

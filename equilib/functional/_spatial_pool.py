@@ -599,7 +599,8 @@ def aps_pool(x: Array, stride=2, *, criterion: str = "l2", filter_size: int = 1,
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from equilib import functional as F
-        >>> x = jax.random.normal(jax.random.key(0), (1, 8, 8, 2))
+        >>> import numpy as np
+        >>> x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 8, 8, 2)), jnp.float32)
         >>> y, p = F.aps_pool(x, return_phase=True)
         >>> y_shifted = F.aps_pool(jnp.roll(x, 1, axis=1))
         >>> y.shape, bool(jnp.array_equal(F.global_pool(y, "max"), F.global_pool(y_shifted, "max")))
@@ -646,7 +647,9 @@ def aps_unpool(y: Array, phase: Array, stride=2) -> Array:
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from equilib import functional as F
-        >>> y, phase = F.aps_pool(jax.random.normal(jax.random.key(0), (1, 8, 8, 2)), return_phase=True)
+        >>> import numpy as np
+        >>> x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 8, 8, 2)), jnp.float32)
+        >>> y, phase = F.aps_pool(x, return_phase=True)
         >>> up = F.aps_unpool(y, phase)
         >>> up.shape, bool(jnp.array_equal(F.aps_pool(up, phase=phase), y))
         ((1, 8, 8, 2), True)

@@ -695,7 +695,7 @@ def steerable_conv(x: Array, weight: Array, basis: SteerableBasis, *, stride=1, 
         >>> in_type, out_type = FieldType(C4, [trivial_rep(C4)] * 2), FieldType(C4, [regular_rep(C4)] * 3)
         >>> basis = F.steerable_basis(in_type, out_type, 3)
         >>> weight = jax.random.normal(jax.random.key(0), (basis.num_params,))
-        >>> x = jax.random.normal(jax.random.key(1), (2, 9, 9, 2))
+        >>> x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 9, 9, 2)), jnp.float32)
         >>> y = F.steerable_conv(x, weight, basis, bias=jnp.zeros(3))
         >>> y.shape
         (2, 9, 9, 12)

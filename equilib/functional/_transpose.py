@@ -124,11 +124,12 @@ def conv_transpose(y: Array, kernel: Array, *, stride=1, padding="SAME", output_
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from equilib import functional as F
-        >>> y = jax.random.normal(jax.random.key(0), (1, 5, 5, 3))
-        >>> w = jax.random.normal(jax.random.key(1), (3, 3, 3, 2))
+        >>> import numpy as np
+        >>> y = jnp.asarray(np.random.default_rng(0).normal(size=(1, 5, 5, 3)), jnp.float32)
+        >>> w = jnp.asarray(np.random.default_rng(1).normal(size=(3, 3, 3, 2)), jnp.float32)
         >>> F.conv_transpose(y, w, stride=2).shape, F.conv_transpose(y, w, stride=2, output_padding=1).shape
         ((1, 9, 9, 2), (1, 10, 10, 2))
-        >>> x = jax.random.normal(jax.random.key(2), (1, 9, 9, 2))  # the adjoint of conv2d(., w^T)
+        >>> x = jnp.asarray(np.random.default_rng(2).normal(size=(1, 9, 9, 2)), jnp.float32)  # conv2d(., w^T) adjoint
         >>> lhs = jnp.vdot(F.conv2d(x, w.swapaxes(-1, -2), stride=2), y)
         >>> bool(jnp.allclose(lhs, jnp.vdot(x, F.conv_transpose(y, w, stride=2)), rtol=1e-4))
         True

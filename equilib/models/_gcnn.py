@@ -188,7 +188,8 @@ class P4MCNN(GCNN):
         >>> from equilib.models import P4MCNN
         >>> model = P4MCNN(rngs=nnx.Rngs(0))
         >>> model.eval()
-        >>> x = jax.random.normal(jax.random.key(0), (1, 28, 28, 1))
+        >>> import numpy as np
+        >>> x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 28, 28, 1)), jnp.float32)
         >>> bool(jnp.allclose(model(x), model(x[:, :, ::-1]), atol=1e-4))
         True
     """

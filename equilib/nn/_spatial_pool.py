@@ -213,7 +213,8 @@ class APSPool(nnx.Module):
         >>> import jax, jax.numpy as jnp
         >>> from equilib import nn
         >>> aps = nn.APSPool(return_phase=True)
-        >>> x = jax.random.normal(jax.random.key(0), (1, 8, 8, 2))
+        >>> import numpy as np
+        >>> x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 8, 8, 2)), jnp.float32)
         >>> (y, p), (y_shifted, _) = aps(x), aps(jnp.roll(x, 1, axis=2))
         >>> bool(jnp.all(jnp.sort(y.ravel()) == jnp.sort(y_shifted.ravel())))
         True
