@@ -241,32 +241,27 @@ def _describe_rotation(matrix: np.ndarray) -> tuple[str, float]:
     return f"{angle:.0f} deg about {text}", angle
 
 
-def test_conditions(x_test: np.ndarray, config: Config, render=None):
+def test_conditions(x_test: np.ndarray, config: Config, render):
     """The test conditions: names, kinds, angles, the test volumes ``(N, D, H, W, 1)`` under each,
     stacked ``(n_conditions, N, D, H, W, 1)``, and the random rotations' matrices. The grid
     rotations turn the test volumes exactly; a random rotation ``R`` renders the test shapes turned
     by ``R`` (``render(R)``: the voxels a scanner would see, not an interpolation of the upright
-    voxels, which would blur shapes one voxel wide), or, without ``render``, resamples them
-    (trilinear)."""
+    voxels, which would blur shapes one voxel wide)."""
     from equilib import Octahedral
     from equilib.groups3d import SO3
 
     group = Octahedral()
-    names, kinds, angles, volumes = [], [], [], []
-    for g in range(group.order):
-        name, angle = _describe_rotation(group.matrix(g))
-        names.append(f"grid {g}: {name}")
-        kinds.append("grid")
-        angles.append(angle)
-        volumes.append(group.transform_image(x_test, g, axes=(1, 2, 3)))
     mats = SO3().random_elements(config.n_random_rotations, seed=config.seed)
-    for i, m in enumerate(mats):
-        name, angle = _describe_rotation(m)
-        names.append(f"random {i + 1}: {name}")
-        kinds.append("random")
+    poses = [("grid", f"grid {g}", group.matrix(g), group.transform_image(x_test, g, axes=(1, 2, 3)))
+             for g in range(group.order)]
+    poses += [("random", f"random {i + 1}", m, render(m)) for i, m in enumerate(mats)]
+    names, kinds, angles, volumes = [], [], [], []
+    for kind, label, matrix, volume in poses:
+        name, angle = _describe_rotation(matrix)
+        names.append(f"{label}: {name}")
+        kinds.append(kind)
         angles.append(angle)
-        volumes.append(render(m) if render is not None
-                       else np.asarray(SO3().transform_image(x_test, m, axes=(1, 2, 3))))
+        volumes.append(volume)
     return names, kinds, angles, np.stack(volumes).astype(np.float32), mats
 
 
