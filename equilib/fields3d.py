@@ -24,7 +24,7 @@ from equilib._src.fieldtype import FieldTypeBase, apply_channel_matrix
 from equilib._src.so3 import wigner_d
 from equilib.groups3d import OctahedralGroup, SpatialLieGroup
 
-__all__ = ["Rep3D", "irrep3d", "FieldType3D"]
+__all__ = ["Rep3D", "irrep3d", "irreps3d", "bandlimited_regular3d", "FieldType3D"]
 
 
 def _check_group(group, name: str = "group"):
@@ -164,6 +164,81 @@ def irrep3d(group, degree: int, *, pseudo: bool = False) -> Rep3D:
         5
     """
     return Rep3D(group, degree, pseudo)
+
+
+def _band_limit(group, max_frequency, fn: str) -> int:
+    if not isinstance(_check_group(group), SpatialLieGroup):
+        raise TypeError(f"{fn} needs SO3() or O3(), got {group.name}: the octahedral groups are finite "
+                        f"(their regular fields are the maps of nn.GroupConv)")
+    if max_frequency is None:
+        max_frequency = group.max_frequency
+        if max_frequency is None:
+            raise ValueError(f"{fn}: give `max_frequency`, or build the group with one "
+                             f"({group.name}(max_frequency=L))")
+    if isinstance(max_frequency, bool) or not isinstance(max_frequency, (int, np.integer)) or max_frequency < 0:
+        raise ValueError(f"`max_frequency` must be an integer >= 0, got {max_frequency!r}")
+    return int(max_frequency)
+
+
+def irreps3d(group, max_frequency: int | None = None) -> tuple[Rep3D, ...]:
+    """The irreducible representations of SO(3) (degrees ``0..L``) or O(3) (each degree as a tensor
+    and as a pseudo-tensor) up to the band limit ``L``, in order of degree.
+
+    Args:
+        group: ``SO3()`` or ``O3()``.
+        max_frequency: ``L``, an int >= 0; default ``group.max_frequency``.
+
+    Returns:
+        ``L + 1`` (SO(3)) or ``2(L + 1)`` (O(3)) :class:`Rep3D`.
+
+    Raises:
+        TypeError: ``group`` is not SO3() or O3().
+        ValueError: no band limit given (neither argument nor the group's), or not an int >= 0.
+
+    Example:
+        >>> from equilib.fields3d import irreps3d
+        >>> from equilib.groups3d import O3
+        >>> [r.name for r in irreps3d(O3(max_frequency=1))]
+        ['l0', 'pseudol0', 'l1', 'pseudol1']
+    """
+    L = _band_limit(group, max_frequency, "irreps3d")
+    parities = (False, True) if group.improper else (False,)
+    return tuple(Rep3D(group, degree, pseudo) for degree in range(L + 1) for pseudo in parities)
+
+
+def bandlimited_regular3d(group, max_frequency: int | None = None) -> tuple[Rep3D, ...]:
+    """The fields of one band-limited function on SO(3) or O(3): the regular representation
+    restricted to the degrees ``<= L`` (escnn's ``bl_regular_representation(L)``), i.e. each irrep of
+    :func:`irreps3d` repeated as often as its size, ``2l + 1`` fields of degree ``l`` (and as many
+    pseudo-tensors for O(3)).
+
+    Copy ``n`` of degree ``l`` holds column ``n`` of the function's Fourier coefficient ``F_l``:
+    ``f(R) = sum_l sqrt(2l+1) tr(D^l(R)^T F_l)``, so rotating the fields by ``S`` turns ``f`` into
+    ``R -> f(S^-1 R)``. Build a type of ``C`` such functions with
+    ``FieldType3D(G, bandlimited_regular3d(G, L) * C)``; :class:`equilib.nn.FourierPointwise`
+    applies a nonlinearity to them pointwise on the group, and ``nn.SteerableConv`` maps between
+    them like any fields.
+
+    Args:
+        group: ``SO3()`` or ``O3()``.
+        max_frequency: ``L``, an int >= 0; default ``group.max_frequency``.
+
+    Returns:
+        A tuple of :class:`Rep3D`, ``sum_l (2l+1)`` of them for SO(3) (twice that for O(3)), of total
+        size ``sum_l (2l+1)^2`` (twice for O(3)).
+
+    Raises:
+        TypeError, ValueError: as :func:`irreps3d`.
+
+    Example:
+        >>> from equilib.fields3d import FieldType3D, bandlimited_regular3d
+        >>> from equilib.groups3d import SO3
+        >>> G = SO3(max_frequency=2)
+        >>> t = FieldType3D(G, bandlimited_regular3d(G) * 4)
+        >>> len(bandlimited_regular3d(G)), t.size  # 1 + 3 + 5 fields, 1 + 9 + 25 channels per function
+        (9, 140)
+    """
+    return tuple(r for r in irreps3d(group, max_frequency) for _ in range(r.size))
 
 
 class FieldType3D(FieldTypeBase, rep_type=Rep3D, rep_example="irrep3d(group, l)", sequence_of="Rep3D"):

@@ -243,9 +243,14 @@ class SpatialLieGroup:
 
     Args:
         improper: whether the group holds the elements of determinant -1.
+        max_frequency: the default band limit ``L`` of the irreps and band-limited regular fields
+            built from the group (:func:`equilib.fields3d.irreps3d`,
+            :func:`equilib.fields3d.bandlimited_regular3d`), an int >= 0 or None (then those
+            functions need it). Not part of the group's identity: ``SO3(max_frequency=2) == SO3()``.
 
     Raises:
         TypeError: ``improper`` is not a bool.
+        ValueError: ``max_frequency`` is not None or an int >= 0.
 
     Example:
         >>> import numpy as np
@@ -259,6 +264,8 @@ class SpatialLieGroup:
     """
 
     improper: bool = False
+    # a default for the functions that build fields from the group, not a different group
+    max_frequency: int | None = dataclasses.field(default=None, compare=False)
 
     spatial_dims = 3
     is_finite = False
@@ -267,6 +274,11 @@ class SpatialLieGroup:
         if not isinstance(self.improper, (bool, np.bool_)):
             raise TypeError(f"`improper` must be a bool, got {type(self.improper).__name__}")
         object.__setattr__(self, "improper", bool(self.improper))
+        L = self.max_frequency
+        if L is not None:
+            if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 0:
+                raise ValueError(f"`max_frequency` must be None or an integer >= 0, got {L!r}")
+            object.__setattr__(self, "max_frequency", int(L))
 
     @property
     def name(self) -> str:
@@ -274,7 +286,8 @@ class SpatialLieGroup:
         return "O3" if self.improper else "SO3"
 
     def __repr__(self) -> str:
-        return "O3()" if self.improper else "SO3()"
+        args = "" if self.max_frequency is None else f"max_frequency={self.max_frequency}"
+        return f"{self.name}({args})"
 
     def __str__(self) -> str:
         return self.name
@@ -332,22 +345,32 @@ class SpatialLieGroup:
 class SO3(SpatialLieGroup):
     """SO(3): every rotation of space (for the harness at random rotations, and steerable layers).
 
-    Takes no arguments.
+    Args:
+        max_frequency: the default band limit of :func:`equilib.fields3d.irreps3d` and
+            :func:`equilib.fields3d.bandlimited_regular3d` (escnn's ``so3_group(maximum_frequency)``);
+            None: those functions take it explicitly. The group is the same for every value.
+
+    Raises:
+        ValueError: ``max_frequency`` is not None or an int >= 0.
 
     Example:
         >>> from equilib.groups3d import SO3
-        >>> SO3().name, SO3().is_finite
-        ('SO3', False)
+        >>> SO3().name, SO3().is_finite, SO3(max_frequency=2) == SO3()
+        ('SO3', False, True)
     """
 
-    def __init__(self):
-        super().__init__(False)
+    def __init__(self, max_frequency: int | None = None):
+        super().__init__(False, max_frequency)
 
 
 class O3(SpatialLieGroup):
     """O(3): the rotations and the improper elements (inversion, mirrors).
 
-    Takes no arguments.
+    Args:
+        max_frequency: as for :class:`SO3`.
+
+    Raises:
+        ValueError: ``max_frequency`` is not None or an int >= 0.
 
     Example:
         >>> from equilib.groups3d import O3
@@ -355,8 +378,8 @@ class O3(SpatialLieGroup):
         [-1.0, 1.0, 1.0]
     """
 
-    def __init__(self):
-        super().__init__(True)
+    def __init__(self, max_frequency: int | None = None):
+        super().__init__(True, max_frequency)
 
 
 # --- helpers and cached tables: pure functions of the frozen group ----------------------------

@@ -7,7 +7,8 @@
 # rotations of the cube) or `FullOctahedral()` (48, with the inversion) the same `LiftingConv`,
 # `GroupConv` and `GroupBatchNorm` work on volumes `(B, D, H, W, C)` and are exact, because every
 # rotation of the cube maps the voxel grid to itself. For all rotations, `SO3()` and `O3()`,
-# steerable convolutions use fields of Wigner-D type (`equilib.fields3d`). This tutorial checks
+# steerable convolutions use fields of Wigner-D type (`equilib.fields3d`), and band-limited
+# functions on SO(3) carry a Fourier nonlinearity. This tutorial checks
 # both with `equilib.testing`, next to a plain 3D CNN.
 
 # %%
@@ -21,7 +22,7 @@ from flax import nnx
 from matplotlib.figure import Figure
 
 from equilib import FullOctahedral, Octahedral, check_exact, nn
-from equilib.fields3d import FieldType3D, irrep3d
+from equilib.fields3d import FieldType3D, bandlimited_regular3d, irrep3d
 from equilib.groups3d import O3, SO3
 from equilib.testing import assert_equivariant, equivariance_errors, field_equivariance_errors, smooth_random
 
@@ -127,6 +128,30 @@ save(fig, "07_volumes_errors.png")
 # (float rounding), the plain 3D CNN's does. Right: at random rotations the SO(3) steerable
 # convolution's error is the resampling's, a plain convolution's is an order of magnitude
 # larger.](figures/07_volumes_errors.png)
+
+# %% [markdown]
+# ## Band-limited functions on SO(3) and a Fourier nonlinearity
+#
+# The 2D G-CNNs' regular fields are functions on the group, and a ReLU acts on them value by
+# value. SO(3) is infinite, so a regular field is kept band-limited: a function on SO(3) with
+# Fourier coefficients up to degree `L`, stored as `2l + 1` fields of each degree `l`
+# (`bandlimited_regular3d`, escnn's `bl_regular_representation`). `nn.FourierPointwise` samples
+# the function at rotations that form orbits of the cube's rotations, applies the nonlinearity,
+# and projects back: exact under the 24 grid rotations, approximate in between.
+
+# %%
+G2 = SO3(max_frequency=2)
+regular = FieldType3D(G2, bandlimited_regular3d(G2) * 2)  # 2 functions, 35 channels each
+fourier = nn.FourierPointwise(regular, "relu")
+v = smooth_random(jax.random.key(3), (1, 7, 7, 7, regular.size), sigma=2.0, axes=(1, 2, 3))
+on_grid = field_equivariance_errors(fourier, v, regular, regular, elements=grid)
+off_grid = field_equivariance_errors(fourier, v, regular, regular, elements=rotations)
+coefficientwise = field_equivariance_errors(jax.nn.relu, v, regular, regular, elements=rotations)
+print(regular.size, "channels,", fourier.samples, "samples per function")
+print(f"Fourier ReLU, grid rotations: max {max(on_grid.values()):.1e}")
+print("Fourier ReLU, random rotations:", ", ".join(f"{e:.3f}" for e in off_grid.values()))
+print("ReLU on the coefficients, random rotations:", ", ".join(f"{e:.2f}" for e in coefficientwise.values()))
+assert max(on_grid.values()) < 1e-5 and max(off_grid.values()) < min(coefficientwise.values()) / 5
 
 # %% [markdown]
 # ## O(3) and chirality

@@ -62,7 +62,13 @@ from equilib.functional._steerable import (
 )
 from equilib.groups import Group
 from equilib.nn._spatial_pool import GlobalPool, MaxBlurPool, MaxPool
-from equilib.nn._steerable3d import SteerableConv3DSpec, is_volume_type
+from equilib.nn._steerable3d import (
+    SteerableConv3DSpec,
+    bandlimited_degree,
+    default_samples,
+    fourier_matrices3d,
+    is_volume_type,
+)
 from equilib.nn._typed_pool import AdaptiveMaxPool
 from equilib.reps import Rep, irrep_size, trivial_rep
 
@@ -483,17 +489,28 @@ class FourierPointwise(nnx.Module):
     their mirrors, O(2)); equivariance is exact for those elements (so for rot90 when
     ``samples % 4 == 0``) and approximate in between.
 
+    On volumes the input is a :class:`~equilib.fields3d.FieldType3D` made of ``C`` band-limited
+    functions on SO(3) or O(3), ``FieldType3D(G, bandlimited_regular3d(G, L) * C)``, each sampled
+    at ``samples`` rotations (:func:`equilib.nn._steerable3d.fourier_grid3d`: orbits of the cube's
+    rotations, spread over SO(3)) with ``f(R) = sum_l sqrt(2l+1) tr(D^l(R)^T F_l)`` and projected
+    back by least squares. Exactly equivariant under the 24 grid rotations (48 with the inversion),
+    approximately at other rotations (``benchmarks/RESULTS.md``, section 8: the error falls with
+    ``samples``), as escnn's ``FourierPointwise`` on its ``thomson_cube`` grids.
+
     Args:
         in_type: the :class:`~equilib.fields.FieldType` of the input; each field must be a
             band-limited function on the group: ``bandlimited_regular_rep(group, L)`` (SO(2),
-            O(2)), ``regular_rep(group)`` or a sum of distinct irreps (:mod:`equilib.reps`).
+            O(2)), ``regular_rep(group)`` or a sum of distinct irreps (:mod:`equilib.reps`). Or a
+            :class:`~equilib.fields3d.FieldType3D` of copies of ``bandlimited_regular3d(G, L)``.
         function: as for :class:`PointwiseNonlinearity`.
         samples: the number of rotations sampled (continuous groups; ignored for finite ones);
-            None: ``4 * (L + 1)`` for the largest frequency ``L``.
+            None: ``4 * (L + 1)`` for the largest frequency ``L``. On volumes a multiple of 24
+            (48 for O(3)); None: at least 8x the size of the SO(3) part (96 for L = 1, 288 for L = 2).
 
     Raises:
-        ValueError: ``samples`` too small for the frequencies, or a field that is not such a
-            function; on call, an input that is not ``(B, H, W, in_type.size)``.
+        ValueError: ``samples`` too small for the frequencies (or, on volumes, not a multiple of
+            the cube group's order), or a field that is not such a function; on call, an input
+            that is not ``(B, H, W, in_type.size)`` (``(B, D, H, W, in_type.size)`` on volumes).
 
     Example:
         On regular fields of a finite group it is the plain pointwise function:
@@ -505,7 +522,14 @@ class FourierPointwise(nnx.Module):
         Array([0., 1.], dtype=float32)
     """
 
-    def __init__(self, in_type: FieldType, function="relu", *, samples: int | None = None):
+    def __init__(self, in_type: FieldType | FieldType3D, function="relu", *, samples: int | None = None):
+        self._fn = pointwise_fn(function)
+        self.function = function
+        self.in_type: FieldType | FieldType3D
+        self.out_type: FieldType | FieldType3D
+        if isinstance(in_type, FieldType3D):
+            self._init_volume(in_type, samples)
+            return
         self.in_type = self.out_type = as_field_type(in_type, "in_type")
         group = self.in_type.group
         if isinstance(group, Group):
@@ -524,12 +548,33 @@ class FourierPointwise(nnx.Module):
                                  f"{group.name} (an irrep of complex type repeated, or too few samples); "
                                  f"expected e.g. bandlimited_regular_rep(group, L) or regular_rep(group)")
         self.samples = samples
-        self.function = function
-        self._fn = pointwise_fn(function)
+
+    def _init_volume(self, in_type: FieldType3D, samples: int | None) -> None:
+        self.in_type = self.out_type = in_type
+        group = in_type.group
+        L = bandlimited_degree(in_type)
+        if L is None:
+            raise ValueError(f"`in_type` ({in_type!r}) must be copies of bandlimited_regular3d(group, L) of "
+                             f"SO3() or O3() (band-limited functions on the group), in that order")
+        order = 48 if group.improper else 24
+        if samples is None:
+            samples = default_samples(group, L)
+        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < order \
+                or samples % order:
+            raise ValueError(f"`samples` must be a positive multiple of {order} (orbits of the cube's rotations"
+                             f"{' and the inversion' if group.improper else ''}), got {samples!r}")
+        self.samples = int(samples)
+        fourier_matrices3d(group, L, self.samples)  # checks the rank now, not at the first call
+        self._max_frequency = L
 
     def __call__(self, x: Array) -> Array:
         self.in_type.check(x, "x", "FourierPointwise")
         x = jnp.asarray(x)
+        if isinstance(self.in_type, FieldType3D):
+            a, ainv = fourier_matrices3d(self.in_type.group, self._max_frequency, self.samples)
+            f = x.reshape(*x.shape[:-1], -1, a.shape[1])  # (..., functions, coefficients)
+            s = jnp.einsum("...d,nd->...n", f, jnp.asarray(a, x.dtype))
+            return jnp.einsum("...n,dn->...d", self._fn(s), jnp.asarray(ainv, x.dtype)).reshape(x.shape)
         parts = []
         for rep, fields, xg in split_by_rep(self.in_type, x):
             a, ainv = _fourier_matrices(rep, self.samples)

@@ -17,10 +17,12 @@ from equilib._src import steerable3d
 from equilib._src.checks import check_group_kernel, check_output_size
 from equilib._src.init import Initializer, truncated_normal_blocks
 from equilib._src.layers import WindowSpec
-from equilib.fields3d import FieldType3D, Rep3D
-from equilib.groups3d import OctahedralGroup
+from equilib._src.so3 import random_rotations
+from equilib.fields3d import FieldType3D, Rep3D, bandlimited_regular3d
+from equilib.groups3d import FullOctahedral, Octahedral, OctahedralGroup, SpatialLieGroup
 
-__all__ = ["SteerableConv3DSpec", "kernel_basis3d"]
+__all__ = ["SteerableConv3DSpec", "kernel_basis3d", "bandlimited_degree", "default_samples", "fourier_grid3d",
+           "fourier_matrices3d"]
 
 
 def _group_key(group) -> str:
@@ -175,3 +177,75 @@ def _blocks(in_type: FieldType3D, out_type: FieldType3D, kernel_size: int):
 def is_volume_type(value: Any) -> bool:
     """Whether a field type argument is of :mod:`equilib.fields3d` (the layer is then 3D)."""
     return isinstance(value, FieldType3D)
+
+
+# --- Fourier nonlinearities on band-limited functions on SO(3) / O(3) ----------------------------
+def bandlimited_degree(in_type: FieldType3D) -> int | None:
+    """``L`` if ``in_type`` is a whole number of copies of ``bandlimited_regular3d(group, L)`` (``L``
+    its largest degree), else None."""
+    if not isinstance(in_type.group, SpatialLieGroup):
+        return None
+    L = max(r.degree for r in in_type.reps)
+    one = bandlimited_regular3d(in_type.group, L)
+    n, rest = divmod(len(in_type.reps), len(one))
+    return L if rest == 0 and tuple(in_type.reps) == one * n else None
+
+
+def default_samples(group: SpatialLieGroup, max_frequency: int) -> int:
+    """The default grid size of :class:`equilib.nn.FourierPointwise` on volumes: a multiple of the
+    cube's rotation group (24, or 48 with the inversion) at least 8x the SO(3) part's size
+    ``sum_l (2l+1)^2`` (L = 1: 96 rotations, L = 2: 288, L = 3: 672). The sampling costs little
+    next to a convolution; fewer samples alias more (``benchmarks/RESULTS.md``, section 8)."""
+    size = sum((2 * degree + 1) ** 2 for degree in range(max_frequency + 1))
+    cosets = max(1, -(-8 * size // 24))
+    return cosets * (48 if group.improper else 24)
+
+
+@functools.cache
+def fourier_grid3d(group: SpatialLieGroup, samples: int) -> np.ndarray:
+    """``(samples, 3, 3)`` elements of ``group`` at which a band-limited function is sampled: the
+    orbits ``{o h_k}`` of ``K`` rotations ``h_k`` under the cube's rotations ``o`` (with the inversion
+    for O(3)), so the grid is closed under them and the nonlinearity exactly equivariant there
+    (escnn's ``thomson_cube`` grids have the same property). ``h_0`` is the identity; each further
+    ``h_k`` is, among 4,000 random rotations (seeded), the one farthest from the orbits chosen so
+    far: the grid spreads over SO(3), which makes the equivariance error off it small."""
+    cube = FullOctahedral() if group.improper else Octahedral()
+    proper = np.stack([Octahedral().matrix(g) for g in range(24)])
+    chosen = [np.eye(3)]
+    points = proper
+    candidates = random_rotations(4_000, seed=0)
+    for _ in range(samples // cube.order - 1):
+        # the rotation angle between C and P is arccos((tr(C^T P) - 1) / 2)
+        traces = np.einsum("cij,pij->cp", candidates, points)
+        h = candidates[int(np.argmin(traces.max(axis=1)))]  # the largest distance to its nearest
+        chosen.append(h)
+        points = np.concatenate([points, proper @ h])
+    grid = np.stack([cube.matrix(g) @ h for h in chosen for g in range(cube.order)])
+    grid.setflags(write=False)
+    return grid
+
+
+@functools.cache
+def fourier_matrices3d(group: SpatialLieGroup, max_frequency: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(A (N, d), A^+ (d, N))`` float32, read-only: ``A`` samples one band-limited function
+    ``bandlimited_regular3d(group, L)`` (``d`` channels) at the ``N`` elements of
+    :func:`fourier_grid3d`, ``f(R) = sum_l sqrt(2l+1) tr(D^l(R)^T F_l)`` (unit mean square for a
+    unit coefficient vector), and ``A^+`` is its least-squares inverse.
+
+    Raises:
+        ValueError: ``A`` has not full column rank (too few samples for the band limit)."""
+    grid = fourier_grid3d(group, samples)
+    cols = []
+    seen: dict[Rep3D, int] = {}
+    for rep in bandlimited_regular3d(group, max_frequency):
+        copy = seen.get(rep, 0)  # copy n of degree l holds column n of F_l
+        seen[rep] = copy + 1
+        cols.append(np.sqrt(rep.size) * np.stack([rep(r)[:, copy] for r in grid]))
+    a = np.concatenate(cols, axis=1)
+    if np.linalg.matrix_rank(a, tol=1e-6 * np.sqrt(len(a))) < a.shape[1]:
+        raise ValueError(f"`samples` = {samples} rotations cannot represent a function of band limit "
+                         f"{max_frequency} on {group.name} ({a.shape[1]} coefficients); take more")
+    out = a.astype(np.float32), np.linalg.pinv(a).astype(np.float32)
+    for m in out:
+        m.setflags(write=False)
+    return out
