@@ -24,6 +24,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import shlex
 import sys
 import time
@@ -366,6 +367,21 @@ def mean_std(values) -> tuple[float, float]:
 
 
 # --- results and figures --------------------------------------------------------------------------
+def provenance(results: dict, protocol: str) -> str:
+    """The line under a paper table: which protocol its rows follow (``protocol``, an experiment
+    module's ``TABLE_PROTOCOL``) and the command that produced them, with the wall time recorded
+    with the results (a run resumed from checkpoints records its last part) and the cores. The
+    workdir is shown as ``workdirs/<experiment>`` (where the run happened to write changes nothing)."""
+    line = f"Protocol of every row: {protocol}"
+    if results.get("command"):
+        name = results.get("experiment", "")
+        command = re.sub(r"--workdir \S+", f"--workdir workdirs/{name}", results["command"])
+        cores = results.get("machine", {}).get("cpus", "?")
+        line += (f" Reproduce: `{command}` (recorded wall time {results['wall_seconds'] / 60:.0f} min on {cores} "
+                 f"CPU cores).")
+    return line
+
+
 def save_json(path: pathlib.Path, obj) -> None:
     """Write ``obj`` as JSON, atomically; only process 0 writes in a multi-process run."""
     if not _primary():

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 
-from experiments.common import discover
+from experiments.common import discover, provenance
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAPER = ROOT / "paper"
@@ -49,6 +49,8 @@ def figures(results_dir: pathlib.Path = PAPER / "results", figures_dir: pathlib.
         if text is not None and hasattr(module, "table"):
             pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(<!-- /table:{name} -->)", re.S)
             table_md = module.table(results)
+            if getattr(module, "TABLE_PROTOCOL", None):
+                table_md += "\n\n" + provenance(results, module.TABLE_PROTOCOL)
             text = pattern.sub(lambda m, t=table_md: m.group(1) + t + "\n" + m.group(2), text)
     if text is not None:
         paper.write_text(text)

@@ -24,6 +24,7 @@ from experiments.common import (
     ModelSpec,
     discover,
     parse_args,
+    provenance,
 )
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -56,6 +57,29 @@ def test_a_half_made_experiment_is_an_error(tmp_path):
         discover(tmp_path)
     (tmp_path / "half" / "run.py").unlink()
     assert discover(tmp_path) == ["complete"]
+
+
+def test_every_paper_table_states_its_protocol_and_command():
+    """Each committed result's table says which protocol its rows follow: a ``protocol`` column
+    (MNIST-rot, MNIST-scale: what differs from the paper, per row) or the experiment's
+    ``TABLE_PROTOCOL`` line with the command and its recorded wall time (experiments.reproduce)."""
+    for path in sorted((ROOT / "paper" / "results").glob("*.json")):
+        module = importlib.import_module(f"experiments.{path.stem}.run")
+        results = json.loads(path.read_text())
+        table = module.table(results)
+        per_row = "| protocol |" in table.splitlines()[0]
+        line = getattr(module, "TABLE_PROTOCOL", None)
+        assert per_row or line, f"{path.stem}: its table marks no protocol"
+        if line:
+            text = provenance(results, line)
+            assert text.startswith(f"Protocol of every row: {line} Reproduce: `python -m experiments.{path.stem} ")
+            assert f"--workdir workdirs/{path.stem}`" in text and "recorded wall time" in text
+    scale = importlib.import_module("experiments.scale.run")
+    full = {"realisations": list(range(6)), "n_test": 50_000, "sesn": {"channels": [64, 232, 384]}}
+    assert scale.row_protocol("SESN", {"epochs": 60, "params": 415_938}, full) == \
+        "published protocol (with the notes below)"
+    assert scale.row_protocol("CNN", {"epochs": 5, "params": 12_810}, {**full, "n_test": 10_000}) == \
+        "shortened: 5 of 60 epochs, 10,000 of 50,000 test digits, 12,810 of 494,549 params"
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -28,6 +28,9 @@ import numpy as np
 from experiments.common import legend_outside, pyplot, save_figure
 from experiments.equivariance_error.configs import Config
 
+# the protocol line under the paper's table (experiments.reproduce)
+TABLE_PROTOCOL = ("ours (no published counterpart); the escnn rows are escnn's layers measured on the same "
+            "inputs in its own venv (tools/escnn_reference.py).")
 RESULT_KEYS = ("angles", "layers", "escnn", "networks")
 FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "escnn" / "layers.npz"
 

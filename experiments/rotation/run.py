@@ -20,6 +20,9 @@ import numpy as np
 from experiments.common import MNIST_CHANCE_PERCENT, chance_line, legend_outside, pyplot, save_figure
 from experiments.rotation.configs import MODELS, Config
 
+# the protocol line under the paper's table (experiments.reproduce)
+TABLE_PROTOCOL = ("ours, no published counterpart: trained upright, tested rotated (the G-CNN paper's "
+            "MNIST-rot trains on rotated digits: see its section).")
 RESULT_KEYS = ("angles", "models")
 TABLE_ANGLES = (0, 45, 90, 135, 180, 225, 270, 315)  # the figure's ticks
 

@@ -75,6 +75,9 @@ import numpy as np
 from experiments.common import chance_line, legend_outside, pyplot, save_figure
 from experiments.rotation3d.configs import MODELS, Config
 
+# the protocol line under the paper's table (experiments.reproduce)
+TABLE_PROTOCOL = ("ours: voxelised 3D Tetris (Thomas et al. 2018 use the shapes as point sets; no published voxel "
+            "numbers to compare).")
 RESULT_KEYS = ("classes", "chiral_pair", "conditions", "condition_kinds", "condition_angles", "models")
 N_CLASSES = 8
 CHANCE_PERCENT = 100.0 / N_CLASSES

@@ -31,6 +31,8 @@ import numpy as np
 from experiments.common import legend_outside, pyplot, save_figure
 from experiments.segmentation.configs import MODELS, Config, UNetSpec
 
+# the protocol line under the paper's table (experiments.reproduce)
+TABLE_PROTOCOL = "ours (no published counterpart): rotated MNIST canvases, per-pixel labels."
 RESULT_KEYS = ("angles", "models", "class_names", "digits_per_canvas")
 CLASS_NAMES = ("background", "0", "1", "2", "3", "4", "5", "6/9", "7", "8")
 NUM_CLASSES = len(CLASS_NAMES)

@@ -58,6 +58,9 @@ from flax import nnx
 from experiments.common import MNIST_CHANCE_PERCENT, chance_line, legend_outside, pyplot, save_figure
 from experiments.shift_consistency.configs import GROUPS, MODELS, POOLS, Config
 
+# the protocol line under the paper's table (experiments.reproduce)
+TABLE_PROTOCOL = ("ours (MNIST, small networks, short training; the published rows: their own datasets and "
+            "full schedules, as listed above them).")
 RESULT_KEYS = ("models", "protocol", "stride_product", "checks")
 STRIDE_PRODUCT = 4  # two stride-2 stages: every model is exactly invariant to shifts by multiples of 4
 ZERO_FLOOR = 1e-9   # exact zeros are drawn at this height on log axes

@@ -22,6 +22,8 @@ from experiments.common import pyplot, save_figure
 from experiments.translation.configs import Config
 
 POOLS = ("no pooling", "max-pool", "max-blur-pool", "APS")
+# the protocol line under the paper's table (experiments.reproduce)
+TABLE_PROTOCOL = "ours (no published counterpart): the same small network with four downsampling layers."
 RESULT_KEYS = ("pools", "conv_shift_error", "models", "shifts", "angles", "scales")
 
 
