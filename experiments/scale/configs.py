@@ -123,9 +123,14 @@ FULL = dataclasses.replace(
     sesn=dataclasses.replace(_SESN_DEFAULT, channels=(64, 232, 384), scales=tuple(2 ** (k / 3) for k in range(4)),
                              hidden=256, dropout=0.7),
     models=_epochs(60))
+# issue 17: the CNN and the SESN at equal parameter counts (11,301 and 10,954: 3 % apart) trained
+# until the validation error is flat (20 epochs, x0.1 after epochs 12 and 16; the test error on all
+# 50,000 test digits): tests SESN's claim within what 2 CPU cores run in about an hour
+CONVERGE = dataclasses.replace(
+    DEFAULT, name="converge", n_test=50_000, cnn=CNN(channels=(5, 10, 17), kernel_size=7), models=_epochs(20))
 SMOKE = dataclasses.replace(
     DEFAULT, name="smoke", realisations=(0,), n_train=256,
     n_val=0,  # no per-epoch validation (saves a compile per model)
     n_test=256, n_sweep=64, sweep_factors=(0.5, 1.0, 1.5), batch_size=64, models=_epochs(1))
 
-CONFIGS = {"default": DEFAULT, "full": FULL, "smoke": SMOKE}
+CONFIGS = {"default": DEFAULT, "converge": CONVERGE, "full": FULL, "smoke": SMOKE}
