@@ -359,8 +359,11 @@ def _wall_seconds(m: dict) -> float:
 
 
 def _commands(name: str, m: dict, results: dict) -> list[str]:
+    """The commands of a model's runs, their workdirs shown under ``workdirs/`` (where a run
+    happened to write changes nothing)."""
     runs = m.get("runs") or [{"command": results.get("command")}]
-    return [r["command"] for r in runs if r.get("command")]
+    return [re.sub(r"--workdir /\S*?/?(mnist_rot[^\s/]*(?:/[^\s/]+)?)(?=\s|$)", r"--workdir workdirs/\1", r["command"])
+            for r in runs if r.get("command")]
 
 
 def table(results: dict) -> str:
