@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +32,7 @@ from equilib._src.imaging import normalize_axes
 from equilib._src.typing import Array, ArrayLike, PRNGKey
 from equilib.functional import rescale, rotate
 from equilib.groups import Cyclic, Group
+from equilib.groups3d import VOLUME_AXES, OctahedralGroup
 
 __all__ = [
     "Transform",
@@ -152,16 +153,21 @@ class RandomGroupElement(Transform):
     flip, so the dtype is kept and the result is bit-exact; other groups (e.g. C8) interpolate
     bilinearly for their off-grid elements and return a floating dtype. Odd quarter turns swap H
     and W, so the image must be square unless the group only has half turns and mirrors.
+    With ``Octahedral()`` / ``FullOctahedral()`` the input is a volume and every element is an
+    exact permutation of its axes with flips (dtype kept; the volume must be a cube).
     Under ``vmap`` all ``|G|`` transforms are computed and one is selected per example.
 
     Args:
-        group: a finite group (``Cyclic(n)``, ``Dihedral(n)``, ``Trivial()``).
-        axes: the spatial axes ``(H, W)`` of ``x``; default ``(-3, -2)`` for ``(..., H, W, C)``.
+        group: a finite group (``Cyclic(n)``, ``Dihedral(n)``, ``Trivial()``, ``Octahedral()``,
+            ``FullOctahedral()``).
+        axes: the spatial axes of ``x``: ``(H, W)``, default ``(-3, -2)`` for ``(..., H, W, C)``;
+            for the octahedral groups ``(D, H, W)``, default ``(-4, -3, -2)`` for ``(..., D, H, W, C)``.
 
     Raises:
-        TypeError: ``group`` is not a finite group, or ``axes`` not a pair of ints.
+        TypeError: ``group`` is not a finite group, or ``axes`` not a pair (a triple for the
+            octahedral groups) of ints.
         ValueError: ``axes`` names one axis twice; on call, a non-square image with a group
-            that has quarter turns.
+            that has quarter turns, or a volume that is not a cube.
 
     Example:
         >>> import jax, numpy as np
@@ -173,27 +179,49 @@ class RandomGroupElement(Transform):
         ((3, 3, 1), dtype('uint8'), True)
     """
 
-    group: Group
-    axes: tuple[int, int] = (-3, -2)
+    group: Group | OctahedralGroup
+    axes: tuple[int, ...] | None = None  # None: (-3, -2), or (-4, -3, -2) for the octahedral groups
 
     def __post_init__(self):
+        if isinstance(self.group, OctahedralGroup):
+            axes = VOLUME_AXES if self.axes is None else self.axes
+            if (not isinstance(axes, (tuple, list)) or len(axes) != 3
+                    or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in axes)):
+                raise TypeError(f"`axes` must be a triple of ints (D, H, W axes) for {self.group.name}, got {axes!r}")
+            if len(set(axes)) != 3:
+                raise ValueError(f"`axes` must name three different axes, got {tuple(axes)}")
+            object.__setattr__(self, "axes", tuple(int(a) for a in axes))
+            return
         if not isinstance(self.group, Group):
-            raise TypeError(f"`group` must be an equilib.groups.Group, got {type(self.group).__name__}")
-        object.__setattr__(self, "axes", _check_axes(self.axes))
+            raise TypeError(f"`group` must be an equilib.groups.Group or an octahedral group, got "
+                            f"{type(self.group).__name__}")
+        object.__setattr__(self, "axes", _check_axes((-3, -2) if self.axes is None else self.axes))
 
     def __call__(self, key: PRNGKey, x: Array) -> Array:
         x = jnp.asarray(x)
-        a, b = _spatial(x, self.axes)
+        axes: Any = self.axes  # set by __post_init__: never None here
+        if isinstance(self.group, OctahedralGroup):
+            return self._volume(key, x, axes, self.group)
+        a, b = _spatial(x, axes)
         G = self.group
         odd_quarter = any(G.is_grid_preserving(g) and (4 * G.rotation(g) // G.n) % 2 for g in range(G.order))
         if x.shape[a] != x.shape[b] and odd_quarter:
             raise ValueError(f"{type(self).__name__} with {self.group.name} needs square images, got "
                              f"spatial shape {(x.shape[a], x.shape[b])} (axes {self.axes})")
         dtype = x.dtype if self.group.is_exact else jnp.result_type(x.dtype, jnp.float32)
-        branches = [lambda x, g=g: jnp.asarray(self.group.transform_image(x, g, axes=self.axes), dtype)
-                    for g in range(self.group.order)]
+        branches = [lambda x, g=g: jnp.asarray(G.transform_image(x, g, axes=axes), dtype) for g in range(G.order)]
         g = jax.random.randint(key, (), 0, self.group.order)
         return jax.lax.switch(g, branches, x)
+
+    def _volume(self, key: PRNGKey, x: Array, axes: tuple[int, int, int], G: OctahedralGroup) -> Array:
+        if any(not -x.ndim <= a < x.ndim for a in axes):
+            raise ValueError(f"`axes` {axes} out of range for an array of rank {x.ndim}")
+        sizes = [x.shape[a] for a in axes]
+        if len(set(sizes)) != 1:
+            raise ValueError(f"{type(self).__name__} with {G.name} needs cubic volumes, got spatial "
+                             f"shape {tuple(sizes)} (axes {axes})")
+        branches = [lambda x, g=g: jnp.asarray(G.transform_image(x, g, axes=axes)) for g in range(G.order)]
+        return jax.lax.switch(jax.random.randint(key, (), 0, G.order), branches, x)
 
 
 @dataclasses.dataclass(frozen=True)

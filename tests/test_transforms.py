@@ -11,6 +11,7 @@ import pytest
 from equilib import transforms as T
 from equilib.functional import rescale, rotate
 from equilib.groups import Cyclic, Dihedral
+from equilib.groups3d import FullOctahedral, Octahedral
 from equilib.testing import disk_mask, smooth_random
 
 KEYS = jax.random.split(jax.random.key(0), 24)
@@ -69,6 +70,25 @@ def test_random_group_element_dihedral_and_off_grid():
     with pytest.raises(ValueError, match="needs square images"):
         T.RandomRot90()(KEYS[0], image(9, 7))
     assert T.RandomGroupElement(Dihedral(2))(KEYS[0], image(9, 7)).shape == (9, 7, 2)  # half turns ok
+
+
+def test_random_octahedral_elements_of_volumes():
+    """Octahedral() / FullOctahedral() on volumes: every element is drawn (over 300 keys), each
+    output is that element's exact transform (dtype kept); a non-cubic volume and bad axes are
+    refused, naming the argument."""
+    x = np.random.default_rng(0).integers(0, 256, (3, 3, 3, 2)).astype(np.uint8)  # (D, H, W, C)
+    keys = jax.random.split(jax.random.key(1), 300)
+    for G in (Octahedral(), FullOctahedral()):
+        outs = draws(T.RandomGroupElement(G), x, keys)
+        seen = {matches(o, [G.transform_image(x, g) for g in range(G.order)]) for o in outs}
+        assert None not in seen and len(seen) == G.order and outs[0].dtype == np.uint8
+    assert T.RandomGroupElement(Octahedral(), axes=(0, 1, 2))(KEYS[0], x).shape == x.shape
+    with pytest.raises(ValueError, match="needs cubic volumes, got spatial shape \\(3, 3, 4\\)"):
+        T.RandomGroupElement(Octahedral())(KEYS[0], np.zeros((3, 3, 4, 1)))
+    with pytest.raises(TypeError, match="`axes` must be a triple of ints"):
+        T.RandomGroupElement(Octahedral(), axes=(-3, -2))
+    with pytest.raises(ValueError, match="`axes` must name three different axes"):
+        T.RandomGroupElement(Octahedral(), axes=(0, 0, 1))
 
 
 def test_continuous_rotation_round_trip_error_is_measured_and_bounded():
