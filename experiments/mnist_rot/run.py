@@ -436,7 +436,7 @@ def table(results: dict) -> str:
 def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     """Left: test error per model, one point per seed, next to the published bar. Right: per-epoch
     error on the monitored digits (solid) and on the training batches (dashed), one line per seed."""
-    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     plt = pyplot()
     names = list(results["models"])
@@ -483,8 +483,10 @@ def plot(results: dict, stem: pathlib.Path) -> list[pathlib.Path]:
     ax2.set_ylabel("error (%)")
     ax2.set_yscale("log")
     chance_line(ax2, CHANCE_ERROR)
-    ax2.yaxis.set_major_formatter(ScalarFormatter())
-    ax2.yaxis.set_minor_formatter(ScalarFormatter())
+    ax2.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    # minor labels at 2 and 5 per decade only (all of them overlap over three decades)
+    ax2.yaxis.set_minor_formatter(FuncFormatter(
+        lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
     ax2.tick_params(axis="y", which="minor", labelsize=7)
     ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.grid(alpha=0.3, which="both")
