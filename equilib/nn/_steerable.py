@@ -491,8 +491,8 @@ class FourierPointwise(nnx.Module):
 
     On volumes the input is a :class:`~equilib.fields3d.FieldType3D` made of ``C`` band-limited
     functions on SO(3) or O(3), ``FieldType3D(G, bandlimited_regular3d(G, L) * C)``, each sampled
-    at ``samples`` rotations (:func:`equilib.nn._steerable3d.fourier_grid3d`: orbits of the cube's
-    rotations, spread over SO(3)) with ``f(R) = sum_l sqrt(2l+1) tr(D^l(R)^T F_l)`` and projected
+    at ``samples`` rotations (orbits of the cube's rotations whose representatives are spread over
+    SO(3), seeded: the same grid every time) with ``f(R) = sum_l sqrt(2l+1) tr(D^l(R)^T F_l)`` and projected
     back by least squares. Exactly equivariant under the 24 grid rotations (48 with the inversion),
     approximately at other rotations (``benchmarks/RESULTS.md``, section 8: the error falls with
     ``samples``), as escnn's ``FourierPointwise`` on its ``thomson_cube`` grids.
