@@ -5,7 +5,8 @@
 
 Each case runs in a fresh Python process (imports not timed), equilib's and escnn's alternately, with one
 BLAS / torch thread each (the numpy solves are small; threads only thrash on shared cores). equilib:
-``basis_s`` is the cold numpy kernel basis (``_blocks`` of the conv, ``fourier_matrices3d`` of the
+``basis_s`` is the cold numpy kernel basis (``kernel_basis3d`` per pair of distinct field
+representations of the conv, ``fourier_matrices3d`` of the
 nonlinearity), ``layer_s`` the layer's construction after it (parameters drawn; includes JAX's one-off
 compile of the PRNG program, ~0.2 s per process); ``total_s`` the two. escnn
 (``tools/escnn_build3d.py``): ``R3Conv`` / ``FourierELU`` construction with its disk cache empty.
@@ -40,7 +41,7 @@ def equilib_case(case: str) -> dict:
     from equilib import nn
     from equilib.fields3d import FieldType3D, bandlimited_regular3d, irrep3d
     from equilib.groups3d import O3, SO3
-    from equilib.nn._steerable3d import _blocks, fourier_matrices3d
+    from equilib.nn._steerable3d import fourier_matrices3d, kernel_basis3d
 
     G = O3() if case.endswith("_o3") else SO3()
     if case == "gated":
@@ -48,13 +49,19 @@ def equilib_case(case: str) -> dict:
     else:
         t = FieldType3D(G, bandlimited_regular3d(G, 2) * 4)
     scalar, scalars = FieldType3D(G, [irrep3d(G, 0)]), FieldType3D(G, [irrep3d(G, 0)] * 8)
+
+    def bases(t_in, t_out):  # what the layer solves: one basis per pair of distinct representations
+        for r_out in dict.fromkeys(t_out.reps):
+            for r_in in dict.fromkeys(t_in.reps):
+                kernel_basis3d(r_in, r_out, 5)
+
     t0 = time.perf_counter()
     if case == "stack":
-        _blocks(scalar, t, 5), _blocks(t, t, 5), _blocks(t, scalars, 5), fourier_matrices3d(G, 2, 288)
+        bases(scalar, t), bases(t, t), bases(t, scalars), fourier_matrices3d(G, 2, 288)
     elif case == "fourier2":
         fourier_matrices3d(G, 2, 288)
     else:
-        _blocks(t, t, 5)
+        bases(t, t)
     t1 = time.perf_counter()
     if case == "stack":
         rngs = nnx.Rngs(0)

@@ -67,6 +67,7 @@ from equilib.nn._steerable3d import (
     bandlimited_degree,
     default_samples,
     fourier_matrices3d,
+    grid_group,
     is_volume_type,
 )
 from equilib.nn._typed_pool import AdaptiveMaxPool
@@ -556,7 +557,7 @@ class FourierPointwise(nnx.Module):
         if L is None:
             raise ValueError(f"`in_type` ({in_type!r}) must be copies of bandlimited_regular3d(group, L) of "
                              f"SO3() or O3() (band-limited functions on the group), in that order")
-        order = 48 if group.improper else 24
+        order = grid_group(group).order
         if samples is None:
             samples = default_samples(group, L)
         if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < order \

@@ -18,11 +18,11 @@ from equilib._src.checks import check_group_kernel, check_output_size
 from equilib._src.init import Initializer, truncated_normal_blocks
 from equilib._src.layers import WindowSpec
 from equilib._src.so3 import random_rotations
-from equilib.fields3d import FieldType3D, Rep3D, bandlimited_regular3d
+from equilib.fields3d import FieldType3D, Rep3D, bandlimited_regular3d, irreps3d
 from equilib.groups3d import FullOctahedral, Octahedral, OctahedralGroup, SpatialLieGroup
 
 __all__ = ["SteerableConv3DSpec", "kernel_basis3d", "bandlimited_degree", "default_samples", "fourier_grid3d",
-           "fourier_matrices3d"]
+           "fourier_matrices3d", "grid_group"]
 
 
 def _group_key(group) -> str:
@@ -191,6 +191,12 @@ def bandlimited_degree(in_type: FieldType3D) -> int | None:
     return L if rest == 0 and tuple(in_type.reps) == one * n else None
 
 
+def grid_group(group: SpatialLieGroup) -> OctahedralGroup:
+    """The cube group whose orbits make the Fourier grid of ``group``: ``Octahedral()`` for SO(3),
+    ``FullOctahedral()`` (with the inversion) for O(3); the grid size is a multiple of its order."""
+    return FullOctahedral() if group.improper else Octahedral()
+
+
 def default_samples(group: SpatialLieGroup, max_frequency: int) -> int:
     """The default grid size of :class:`equilib.nn.FourierPointwise` on volumes: a multiple of the
     cube's rotation group (24, or 48 with the inversion) at least 8x the SO(3) part's size
@@ -198,7 +204,7 @@ def default_samples(group: SpatialLieGroup, max_frequency: int) -> int:
     next to a convolution; fewer samples alias more (``benchmarks/RESULTS.md``, section 8)."""
     size = sum((2 * degree + 1) ** 2 for degree in range(max_frequency + 1))
     cosets = max(1, -(-8 * size // 24))
-    return cosets * (48 if group.improper else 24)
+    return cosets * grid_group(group).order
 
 
 @functools.cache
@@ -209,7 +215,7 @@ def fourier_grid3d(group: SpatialLieGroup, samples: int) -> np.ndarray:
     (escnn's ``thomson_cube`` grids have the same property). ``h_0`` is the identity; each further
     ``h_k`` is, among 4,000 random rotations (seeded), the one farthest from the orbits chosen so
     far: the grid spreads over SO(3), which makes the equivariance error off it small."""
-    cube = FullOctahedral() if group.improper else Octahedral()
+    cube = grid_group(group)
     proper = np.stack([Octahedral().matrix(g) for g in range(24)])
     chosen = [np.eye(3)]
     points = proper
@@ -235,12 +241,9 @@ def fourier_matrices3d(group: SpatialLieGroup, max_frequency: int, samples: int)
     Raises:
         ValueError: ``A`` has not full column rank (too few samples for the band limit)."""
     grid = fourier_grid3d(group, samples)
-    cols = []
-    seen: dict[Rep3D, int] = {}
-    for rep in bandlimited_regular3d(group, max_frequency):
-        copy = seen.get(rep, 0)  # copy n of degree l holds column n of F_l
-        seen[rep] = copy + 1
-        cols.append(np.sqrt(rep.size) * np.stack([rep(r)[:, copy] for r in grid]))
+    # each irrep's matrices at the grid once; copy n of degree l holds column n of F_l
+    cols = [np.sqrt(rep.size) * np.stack([rep(r) for r in grid]).transpose(0, 2, 1).reshape(len(grid), -1)
+            for rep in irreps3d(group, max_frequency)]
     a = np.concatenate(cols, axis=1)
     if np.linalg.matrix_rank(a, tol=1e-6 * np.sqrt(len(a))) < a.shape[1]:
         raise ValueError(f"`samples` = {samples} rotations cannot represent a function of band limit "
