@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from equilib._src.checks import PADDINGS, check_output_size, check_rank, normalize_padding, normalize_stride
+from equilib._src.sums import add_channel_bias
 from equilib._src.typing import Array
 from equilib.functional._kernels import expand_group_kernel, expand_lifting_kernel
 from equilib.groups import Group, as_group
@@ -284,7 +285,7 @@ def conv2d(x: Array, kernel: Array, *, stride=1, padding="SAME", bias: Array | N
             dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
             preferred_element_type=preferred_element_type)
     if bias is not None:
-        y = y + bias.reshape((1,) * (y.ndim - 1) + (-1,))  # the broadcast written out
+        y = add_channel_bias(y, bias)
     return y
 
 
@@ -343,7 +344,7 @@ def conv3d(x: Array, kernel: Array, *, stride=1, padding="SAME", bias: Array | N
                                  dimension_numbers=("NDHWC", "DHWIO", "NDHWC"), precision=precision,
                                  preferred_element_type=preferred_element_type)
     if bias is not None:
-        y = y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
+        y = add_channel_bias(y, bias)
     return y
 
 
@@ -408,7 +409,7 @@ def lifting_conv(x: Array, kernel: Array, group: Group, *, stride=1, padding="SA
     y = _conv(x, w, d, stride=stride, padding=padding, precision=precision, impl=impl)
     y = y.reshape(y.shape[:-1] + (kernel.shape[-1], group.order))
     if bias is not None:
-        y = y + bias.reshape((1,) * (y.ndim - 2) + (-1, 1))  # shared over the group axis
+        y = add_channel_bias(y, bias, shared=1)  # shared over the group axis
     return y
 
 
@@ -464,6 +465,6 @@ def group_conv(x: Array, kernel: Array, group: Group, *, stride=1, padding="SAME
               impl=impl)
     y = y.reshape(y.shape[:-1] + (kernel.shape[-1], group.order))
     if bias is not None:
-        y = y + bias.reshape((1,) * (y.ndim - 2) + (-1, 1))  # shared over the group axis
+        y = add_channel_bias(y, bias, shared=1)  # shared over the group axis
     return y
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from equilib._src.sums import columns, feature_sums, per_column, row_sums
 from equilib._src.typing import Array
 
 __all__ = ["batch_moments", "batch_norm", "normalize"]
@@ -43,10 +44,10 @@ def batch_moments(x: Array, *, feature_axis: int = -2, axis_name=None) -> tuple[
         (Array([2., 4.], dtype=float32), Array([1., 4.], dtype=float32))
     """
     fa = feature_axis % x.ndim
-    axes = tuple(a for a in range(x.ndim) if a != fa)
-    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    mean = jnp.mean(xf, axis=axes)
-    mean2 = jnp.mean(jnp.square(xf), axis=axes)
+    ft = jnp.promote_types(x.dtype, jnp.float32)
+    n = x.size // x.shape[fa]
+    s1, s2 = feature_sums(x, fa, lambda c: c.astype(ft), lambda c: jnp.square(c.astype(ft)))
+    mean, mean2 = s1 / n, s2 / n
     if axis_name is not None:
         mean, mean2 = lax.pmean((mean, mean2), axis_name)
     var = jnp.maximum(mean2 - jnp.square(mean), 0.0)
@@ -83,18 +84,19 @@ def normalize(x: Array, mean: Array, var: Array, scale: Array | None = None,
                [ 1., 12.]], dtype=float32)
     """
     fa = feature_axis % x.ndim
-    shape = [1] * x.ndim
-    shape[fa] = x.shape[fa]
-
-    def b(v):
-        return jnp.reshape(v, shape)
-
-    y = (x - b(mean).astype(x.dtype)) * lax.rsqrt(b(var) + epsilon).astype(x.dtype)
+    a = lax.rsqrt(var + epsilon)
     if scale is not None:
-        y = y * b(scale).astype(x.dtype)
+        a = a * scale
+
+    def col(v):
+        return per_column(v, x, fa).astype(x.dtype)
+
+    # the per-feature vectors as one value per column of the matrix view: XLA:CPU vectorises
+    # this, not a broadcast along an inner axis of a 5-D map
+    y = (columns(x, fa) - col(mean)) * col(a)
     if bias is not None:
-        y = y + b(bias).astype(x.dtype)
-    return y
+        y = y + col(bias)
+    return y.reshape(x.shape)
 
 
 def batch_norm(x: Array, scale: Array | None = None, bias: Array | None = None, *, feature_axis: int = -2,
@@ -156,24 +158,22 @@ def _batch_norm_fwd(x, scale, bias, feature_axis, epsilon):
 def _batch_norm_bwd(feature_axis, epsilon, res, cotangents):
     x, mean, var, scale, bias = res
     dy, dmean, dvar = cotangents
-    shape = [1] * x.ndim
-    shape[feature_axis] = x.shape[feature_axis]
-    axes = tuple(a for a in range(x.ndim) if a != feature_axis)
-    n = x.size // x.shape[feature_axis]
+    fa = feature_axis
+    n = x.size // x.shape[fa]
     ft = mean.dtype  # float32 at least, as the moments
 
-    def b(v):
-        return jnp.reshape(v, shape)
+    def col(v):
+        return per_column(v, x, fa)
 
     rstd = lax.rsqrt(var + epsilon)
-    xhat = (x.astype(ft) - b(mean)) * b(rstd)
-    g = dy.astype(ft)
-    sum_g, sum_gx = jnp.sum(g, axis=axes), jnp.sum(g * xhat, axis=axes)
+    xhat = (columns(x, fa).astype(ft) - col(mean)) * col(rstd)
+    g = columns(dy, fa).astype(ft)
+    sum_g, sum_gx = (s.reshape(x.shape[fa], -1).sum(axis=1) for s in row_sums(g, g * xhat))
     s = rstd if scale is None else scale.astype(ft) * rstd
     # dx = s (g - mean(g) - xhat mean(g xhat)) + dmean / n + dvar * 2 (x - mean) / n
     offset = -s * sum_g / n + dmean / n
     slope = -s * sum_gx / n + 2.0 * dvar / (n * rstd)
-    dx = (b(s) * g + b(offset) + b(slope) * xhat).astype(x.dtype)
+    dx = (col(s) * g + col(offset) + col(slope) * xhat).astype(x.dtype).reshape(x.shape)
     dscale = None if scale is None else sum_gx.astype(scale.dtype)
     dbias = None if bias is None else sum_g.astype(bias.dtype)
     return dx, dscale, dbias

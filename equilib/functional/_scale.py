@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from equilib._src.checks import check_rank, check_scales, normalize_padding, normalize_stride
+from equilib._src.sums import add_channel_bias
 from equilib._src.typing import Array
 from equilib.functional._conv import conv2d
 
@@ -234,7 +235,7 @@ def _lift_core(x, weight, basis, bias, *, stride, padding, precision):
     y = conv2d(x, kern, stride=stride, padding=padding, precision=precision)
     y = y.reshape(y.shape[:-1] + (o, n_scales))
     if bias is not None:
-        y = y + bias.reshape((1,) * (y.ndim - 2) + (-1, 1))  # shared over the scale axis
+        y = add_channel_bias(y, bias, shared=1)  # shared over the scale axis
     return y
 
 
@@ -307,7 +308,7 @@ def _scale_conv_core(x, weight, basis, bias, *, stride, padding, precision):
     y = jnp.stack([conv2d(win[..., i], kern[i], stride=stride, padding=padding, precision=precision)
                    for i in range(n_scales)], axis=-1)  # (B, H', W', O, S)
     if bias is not None:
-        y = y + bias.reshape((1,) * (y.ndim - 2) + (-1, 1))  # shared over the scale axis
+        y = add_channel_bias(y, bias, shared=1)  # shared over the scale axis
     return y
 
 
@@ -343,7 +344,7 @@ def scale_conv_1x1(x: Array, weight: Array, *, bias: Array | None = None, precis
     _check_bias(bias, weight.shape[-1])
     y = jnp.einsum("...cs,co->...os", x, weight, precision=precision)
     if bias is not None:
-        y = y + bias.reshape((1,) * (y.ndim - 2) + (-1, 1))  # shared over the scale axis
+        y = add_channel_bias(y, bias, shared=1)  # shared over the scale axis
     return y
 
 
