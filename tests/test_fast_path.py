@@ -9,6 +9,8 @@ worst-case rounding bound of a length-``n`` dot product, evaluated for both path
 are far below it (relative ~1e-7); the tests also check that.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +18,7 @@ import pytest
 from flax import nnx
 
 from equilib import functional as F
+from equilib._src import conv_grad
 from equilib.functional._conv import choose_impl
 from equilib.groups import Cyclic, Dihedral
 from equilib.testing import assert_equivariant
@@ -221,3 +224,52 @@ def test_im2col_negative_control():
     f = lambda x: F.conv2d(x, w, impl="im2col").reshape(x.shape[:3] + (2, 4))  # noqa: E731
     with pytest.raises(AssertionError, match="not C4-equivariant"):
         assert_equivariant(f, x, Cyclic(4), output="regular")
+
+
+# --- the kernel gradient summed over chunks of the batch (equilib._src.conv_grad) --------------
+@pytest.mark.parametrize("batch, spatial", [(16, 2), (12, 2), (8, 3)])
+def test_chunked_kernel_gradient_equals_lax(batch, spatial):
+    """F.conv2d / F.conv3d's XLA path against ``lax.conv_general_dilated`` itself: the same
+    forward pass, bit for bit; the kernel gradient (summed over chunks of the batch) within the
+    rounding bound of its sum; forward mode, second order and vmap work as for lax."""
+    size, c, o = (12, 3, 4) if spatial == 2 else (8, 2, 3)
+    x = normal(1, (batch,) + (size,) * spatial + (c,))
+    w = normal(2, (3,) * spatial + (c, o))
+    dn = ("NHWC", "HWIO", "NHWC") if spatial == 2 else ("NDHWC", "DHWIO", "NDHWC")
+    ours = (lambda x, w: F.conv2d(x, w, padding="VALID", impl="xla")) if spatial == 2 else \
+        (lambda x, w: F.conv3d(x, w, padding="VALID"))
+
+    def lax_conv(x, w):
+        return jax.lax.conv_general_dilated(x, w, (1,) * spatial, "VALID", dimension_numbers=dn)
+
+    y = lax_conv(x, w)
+    chunks = conv_grad.chunk_count(x.shape, w.shape, y.shape, spatial)
+    assert chunks == {16: 8, 12: 4, 8: 8}[batch]  # the shapes exercise the chunked gradient
+    np.testing.assert_array_equal(ours(x, w), y)
+    g = normal(3, y.shape)
+    (dx0, dw0), (dx1, dw1) = (jax.vjp(f, x, w)[1](g) for f in (lax_conv, ours))
+    np.testing.assert_array_equal(dx1, dx0)  # XLA's own input gradient
+    bound = 2 * _gamma(batch * math.prod(y.shape[1:1 + spatial])) * np.asarray(
+        jax.vjp(lambda w: lax_conv(jnp.abs(x), w), w)[1](jnp.abs(g))[0], np.float64)
+    assert np.all(np.abs(np.asarray(dw1, np.float64) - np.asarray(dw0, np.float64)) <= bound)
+    # forward mode and second order (a Hessian-vector product) through the custom JVP
+    tx, tw = normal(4, x.shape), normal(5, w.shape)
+    for a, b in zip(jax.jvp(ours, (x, w), (tx, tw)), jax.jvp(lax_conv, (x, w), (tx, tw))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+    def hvp(f):
+        return jax.jvp(jax.grad(lambda w: jnp.sum(jnp.sin(f(x, w)))), (w,), (tw,))[1]
+
+    np.testing.assert_allclose(hvp(ours), hvp(lax_conv), rtol=1e-4, atol=1e-4)
+    xs = jnp.stack([x, 2 * x])
+    np.testing.assert_array_equal(jax.vmap(lambda x: ours(x, w))(xs), jax.vmap(lambda x: lax_conv(x, w))(xs))
+
+
+def test_kernel_gradient_chunking_rule():
+    # chunked where the contraction is >= RATIO x the kernel's entries, into CHUNKS (or the
+    # largest of 4, 2 dividing the batch); not otherwise (measured: benchmarks/RESULTS.md)
+    assert conv_grad.chunk_count((128, 26, 26, 40), (3, 3, 40, 40), (128, 24, 24, 40), 2) == 8
+    assert conv_grad.chunk_count((128, 12, 12, 40), (3, 3, 40, 40), (128, 10, 10, 40), 2) == 1
+    assert conv_grad.chunk_count((4, 29, 29, 288), (5, 5, 288, 288), (4, 29, 29, 288), 2) == 1
+    assert conv_grad.chunk_count((7, 28, 28, 1), (3, 3, 1, 4), (7, 26, 26, 4), 2) == 1  # 7: no divisor
+    assert conv_grad.chunk_count((6, 28, 28, 1), (3, 3, 1, 4), (6, 26, 26, 4), 2) == 2

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from equilib._src.checks import PADDINGS, check_output_size, check_rank, normalize_padding, normalize_stride
+from equilib._src.conv_grad import conv as xla_conv
 from equilib._src.sums import add_channel_bias
 from equilib._src.typing import Array
 from equilib.functional._kernels import expand_group_kernel, expand_lifting_kernel
@@ -280,10 +281,8 @@ def conv2d(x: Array, kernel: Array, *, stride=1, padding="SAME", bias: Array | N
     if impl == "im2col":
         y = _im2col(x, kernel, stride, precision, preferred_element_type)
     else:
-        y = lax.conv_general_dilated(
-            x, kernel, window_strides=(stride, stride), padding=lax_padding,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
-            preferred_element_type=preferred_element_type)
+        y = xla_conv(x, kernel, (stride, stride), lax_padding, ("NHWC", "HWIO", "NHWC"), precision,
+                     preferred_element_type)
     if bias is not None:
         y = add_channel_bias(y, bias)
     return y
@@ -340,9 +339,8 @@ def conv3d(x: Array, kernel: Array, *, stride=1, padding="SAME", bias: Array | N
         pads = [padding_pads(n, k, stride, padding) for n, k in zip(x.shape[1:4], ks)]
         x = jnp.pad(x, [(0, 0), *pads, (0, 0)], mode="wrap")
         lax_padding = "VALID"
-    y = lax.conv_general_dilated(x, kernel, window_strides=(stride,) * 3, padding=lax_padding,
-                                 dimension_numbers=("NDHWC", "DHWIO", "NDHWC"), precision=precision,
-                                 preferred_element_type=preferred_element_type)
+    y = xla_conv(x, kernel, (stride,) * 3, lax_padding, ("NDHWC", "DHWIO", "NDHWC"), precision,
+                 preferred_element_type)
     if bias is not None:
         y = add_channel_bias(y, bias)
     return y
