@@ -4,6 +4,7 @@
     python benchmarks/escnn_compare.py --models p4cnn       # P4CNN only
     python benchmarks/escnn_compare.py --quick              # a smoke run (P4CNN batch 8, no escnn)
     python benchmarks/escnn_compare.py --escnn-python /work/escnn-venv/bin/python
+    python benchmarks/escnn_compare.py --models p4cnn --rounds 3   # escnn and equilib alternating
 
 Each equilib configuration runs in its own process (XLA reads its flags at start-up), with
 ``XLA_FLAGS``, ``EQUILIB_CONV_IMPL`` and ``EQUILIB_XLA_FLAGS`` removed from its environment:
@@ -13,8 +14,11 @@ one XLA device, the same on two host devices with the batch sharded
 ``EQUILIB_XLA_FLAGS=0`` (XLA:CPU's YNNPACK fusions left on: the default before). escnn runs
 ``tools/escnn_bench.py`` in its own venv (it pins numpy < 2) with 2 torch threads. Each process
 times ``--steps`` train steps after warm-up (median); all are started from this one run, one
-after the other, so machine noise is shared as far as it can be. Printed: images/s, ratio
-equilib / escnn (> 1: equilib faster), and cores kept busy.
+after the other, so machine noise is shared as far as it can be; ``--rounds N`` repeats escnn
+and the equilib rows N times, alternating, and prints each row's median ratio over the rounds
+(each round's ratio taken against that round's escnn: the shared VM's speed drifts by 10-40 %
+over minutes). Printed: images/s, ratio equilib / escnn (> 1: equilib faster), and cores kept
+busy.
 
 Peak memory: XLA's buffer assignment of the compiled train step (``temp_size``: the peak live
 set of intermediates; arguments = parameters + optimizer state + batch), for P4CNN and for the
@@ -147,6 +151,7 @@ def main(argv=None):
                    help="default: all (--quick: p4cnn only; the C16 stack takes seconds per step)")
     p.add_argument("--escnn-python", default=os.environ.get("ESCNN_PYTHON", DEFAULT_ESCNN))
     p.add_argument("--quick", action="store_true", help="tiny batch, few steps, no escnn")
+    p.add_argument("--rounds", type=int, default=1, help="escnn and the equilib rows, alternating, N times")
     p.add_argument("--worker-devices", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-model", default=None, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=None, help=argparse.SUPPRESS)
@@ -159,7 +164,7 @@ def main(argv=None):
 
     sys.path.insert(0, HERE)
     import jax
-    from _common import machine_info
+    from _common import machine_info, median
     print(machine_info() + f", load average {os.getloadavg()[0]:.2f}")
     have_escnn = not args.quick and os.path.exists(args.escnn_python)
     if not have_escnn and not args.quick:
@@ -171,28 +176,40 @@ def main(argv=None):
             batch, steps = (8 if name == "p4cnn" else 1), 2
         print(f"\n{name}: train step (forward, softmax cross-entropy, backward, Adam), batch {batch}, "
               f"{size}x{size}, median of {steps} steps")
-        ref = None
-        if have_escnn:
-            ref, err = escnn_run(args.escnn_python, name, batch, size, steps)
-            if ref is None:
-                print(f"  escnn failed: {err}")
-            else:
-                print(f"  {'escnn (torch ' + ref['torch'] + ', ' + str(ref['threads']) + ' threads)':44s} "
-                      f"{ref['step_s'] * 1e3:8.1f} ms/step {ref['images_per_s']:8.1f} img/s  "
-                      f"{ref['cores']:.2f} cores, {ref['params']:,} params, build {ref['build_s']:.2f} s")
         rows = ROWS
         if name != "p4cnn" and not args.quick:
             rows = ROWS[:1]  # a few images per step: nothing to shard usefully, and minutes per row
         if jax.default_backend() != "cpu":
             rows = ROWS[:1]  # the flag and host devices are CPU matters
-        for label, env, devices in rows:
-            r, err = equilib_run(name, batch, size, steps, env, devices)
-            if r is None:
-                print(f"  {label:44s} failed: {err}")
-                continue
-            ratio = f"  ratio to escnn {r['images_per_s'] / ref['images_per_s']:.2f}" if ref else ""
-            print(f"  {label:44s} {r['step_s'] * 1e3:8.1f} ms/step {r['images_per_s']:8.1f} img/s  "
-                  f"{r['cores']:.2f} cores, {r['params']:,} params{ratio}", flush=True)
+        ratios: dict[str, list[float]] = {label: [] for label, _, _ in rows}
+        for round_ in range(max(1, args.rounds)):
+            if args.rounds > 1:
+                print(f"  round {round_ + 1} (load average {os.getloadavg()[0]:.2f})")
+            ref = None
+            if have_escnn:
+                ref, err = escnn_run(args.escnn_python, name, batch, size, steps)
+                if ref is None:
+                    print(f"  escnn failed: {err}")
+                else:
+                    print(f"  {'escnn (torch ' + ref['torch'] + ', ' + str(ref['threads']) + ' threads)':44s} "
+                          f"{ref['step_s'] * 1e3:8.1f} ms/step {ref['images_per_s']:8.1f} img/s  "
+                          f"{ref['cores']:.2f} cores, {ref['params']:,} params, build {ref['build_s']:.2f} s")
+            for label, env, devices in rows:
+                r, err = equilib_run(name, batch, size, steps, env, devices)
+                if r is None:
+                    print(f"  {label:44s} failed: {err}")
+                    continue
+                ratio = ""
+                if ref:
+                    ratios[label].append(r["images_per_s"] / ref["images_per_s"])
+                    ratio = f"  ratio to escnn {ratios[label][-1]:.2f}"
+                print(f"  {label:44s} {r['step_s'] * 1e3:8.1f} ms/step {r['images_per_s']:8.1f} img/s  "
+                      f"{r['cores']:.2f} cores, {r['params']:,} params{ratio}", flush=True)
+        if args.rounds > 1:
+            for label, v in ratios.items():
+                if v:
+                    print(f"  {label:44s} ratio to escnn over {len(v)} rounds: median {median(v):.2f} "
+                          f"(min {min(v):.2f}, max {max(v):.2f})")
         if name == "p4cnn":
             print(f"\n  peak memory of the compiled train step (XLA buffer assignment, 1 device, batch {batch})")
             mem = {}
