@@ -49,6 +49,12 @@ def test_row_sums_are_pairwise_and_a_long_sum_is_not():
     assert abs(float(long) - exact) > bound
 
 
+def test_an_empty_batch():
+    x = jnp.ones((0, 3, 3, 2, 4))
+    assert sums.columns(x, 3).shape == (0, 8)
+    assert F.normalize(x, jnp.zeros(2), jnp.ones(2)).shape == x.shape
+
+
 def test_feature_sums_and_per_column_on_a_regular_map():
     x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4, 5, 6, 4)), jnp.float32)
     s1, s2 = sums.feature_sums(x, 3, lambda c: c, jnp.square)

@@ -25,8 +25,7 @@ CHUNK = 8
 def columns(x: Array, axis: int) -> Array:
     """``x`` as a row-major matrix ``(rows, cols)``: the axes before ``axis`` index the rows,
     ``axis`` and the axes after it the columns (a reshape, no copy)."""
-    rows = math.prod(x.shape[:axis])
-    return x.reshape(rows, x.size // rows if rows else 0)
+    return x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
 
 
 def per_column(v: Array, x: Array, axis: int) -> Array:
