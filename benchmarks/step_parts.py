@@ -76,27 +76,24 @@ def kernel_gradients(repeats, b):
     shapes = [(b, 26, 40, 40, 3), (b, 12, 40, 40, 3), (b, 8, 40, 40, 3), (b, 28, 1, 40, 3), (b, 28, 20, 20, 3)]
     print("\nkernel gradient (VALID conv), summed over n chunks of the batch; * = the library's choice")
     saved = conv_grad.RATIO, conv_grad.CHUNKS
-    conv_grad.RATIO = 0
-    try:
-        for (n_b, h, c, o, k) in shapes:
-            x = jnp.asarray(np.random.default_rng(3).normal(size=(n_b, h, h, c)), jnp.float32)
-            w = jnp.asarray(np.random.default_rng(4).normal(size=(k, k, c, o)), jnp.float32)
-            g = jnp.ones((n_b, h - k + 1, h - k + 1, o), jnp.float32)
-            fns = {}
+    for (n_b, h, c, o, k) in shapes:
+        x = jnp.asarray(np.random.default_rng(3).normal(size=(n_b, h, h, c)), jnp.float32)
+        w = jnp.asarray(np.random.default_rng(4).normal(size=(k, k, c, o)), jnp.float32)
+        g = jnp.ones((n_b, h - k + 1, h - k + 1, o), jnp.float32)
+        chosen = conv_grad.chunk_count(x.shape, w.shape, g.shape, 2)
+        fns = {}
+        try:  # RATIO = 0: chunk whatever the shape, into CHUNKS = n (traced at lower())
             for n in (1, 2, 4, 8):
-                conv_grad.CHUNKS = n
+                conv_grad.RATIO, conv_grad.CHUNKS = 0, n
                 fns[n] = jax.jit(lambda x, w, g: jax.vjp(
                     lambda w: conv_grad.conv(x, w, (1, 1), "VALID", ("NHWC", "HWIO", "NHWC"), None, None),
                     w)[1](g)[0]).lower(x, w, g).compile()
-            t = interleaved(fns, {n: (x, w, g) for n in fns}, repeats)
+        finally:
             conv_grad.RATIO, conv_grad.CHUNKS = saved
-            chosen = conv_grad.chunk_count(x.shape, w.shape, g.shape, 2)
-            conv_grad.RATIO = 0
-            ratio = n_b * (h - k + 1) ** 2 / (k * k * c * o)
-            cells = "  ".join(f"{n}:{1e3 * median(v):6.2f}{'*' if n == chosen else ' '}" for n, v in t.items())
-            print(f"  {str((n_b, h, h, c)):18s} -> {o:3d}, {k}x{k} (terms / entries {ratio:6.2f})  {cells} ms")
-    finally:
-        conv_grad.RATIO, conv_grad.CHUNKS = saved
+        t = interleaved(fns, {n: (x, w, g) for n in fns}, repeats)
+        ratio = n_b * (h - k + 1) ** 2 / (k * k * c * o)
+        cells = "  ".join(f"{n}:{1e3 * median(v):6.2f}{'*' if n == chosen else ' '}" for n, v in t.items())
+        print(f"  {str((n_b, h, h, c)):18s} -> {o:3d}, {k}x{k} (terms / entries {ratio:6.2f})  {cells} ms")
 
 
 def whole_step(repeats, b):

@@ -6,8 +6,8 @@ that puts the batch innermost. Where that contraction is much longer than the ke
 entries (few channels, large maps: P4CNN's 26x26 layer has 73,728 terms for 14,400 entries),
 it runs on both cores only part of the time; the same gradient summed over chunks of the batch
 is 1.3-1.5x faster (``benchmarks/RESULTS.md``, section 3; ``tests/test_fast_path.py`` checks
-it against ``lax.conv_general_dilated`` within the rounding bound of the sum). The forward pass and the input
-gradient are XLA's own. A ``custom_jvp``: forward-mode differentiation works as for
+it against ``lax.conv_general_dilated`` within the rounding bound of the sum). The forward pass
+and the input gradient are XLA's own. A ``custom_jvp``: forward-mode differentiation works as for
 ``lax.conv_general_dilated``; reverse mode transposes the chunked tangent into the chunked
 kernel gradient.
 """
@@ -56,18 +56,12 @@ def _conv_jvp(strides, padding, dimension_numbers, precision, preferred_element_
     if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
         parts.append(conv(dx, kernel, *args))
     if not isinstance(dkernel, jax.custom_derivatives.SymbolicZero):
+        # chunk i holds images i, i + n, i + 2n, ...: a slice along an axis of its own, so that a
+        # batch split over devices stays split (each device chunks its own images); n = 1 is the
+        # unchunked convolution
         n = chunk_count(x.shape, kernel.shape, y.shape, x.ndim - 2)
-        if n == 1:
-            parts.append(conv(x, dkernel, *args))
-        else:
-            # chunk i holds images i, i + n, i + 2n, ...: a slice along an axis of its own, so
-            # that a batch split over devices stays split (each device chunks its own images)
-            xs = x.reshape(x.shape[0] // n, n, *x.shape[1:])
-            pieces = [lax.conv_general_dilated(xs[:, i], dkernel, window_strides=strides, padding=padding,
-                                               dimension_numbers=dimension_numbers, precision=precision,
-                                               preferred_element_type=preferred_element_type)
-                      for i in range(n)]
-            parts.append(jnp.stack(pieces, axis=1).reshape(y.shape))
+        xs = x.reshape(x.shape[0] // n, n, *x.shape[1:])
+        parts.append(jnp.stack([conv(xs[:, i], dkernel, *args) for i in range(n)], axis=1).reshape(y.shape))
     if not parts:
         return y, jnp.zeros_like(y)
     return y, functools.reduce(jnp.add, parts)

@@ -62,11 +62,16 @@ def row_sums(*cols: Array) -> tuple[Array, ...]:
     return add(sums, tuple(c[0] for c in cols)) if cols[0].shape[0] else sums
 
 
+def per_feature(sums: Array, x: Array, axis: int) -> Array:
+    """Column sums ``(cols,)`` of :func:`columns` folded to one sum per entry of ``axis``:
+    ``(x.shape[axis],)`` (the inverse of :func:`per_column`'s repetition)."""
+    return sums.reshape(x.shape[axis], -1).sum(axis=1)
+
+
 def feature_sums(x: Array, axis: int, *fns) -> tuple[Array, ...]:
     """``sum(fn(x))`` over every axis but ``axis``, ``(x.shape[axis],)`` for each elementwise
     ``fn`` (applied to the matrix view of ``x``), in one pass over ``x``."""
-    sums = row_sums(*(fn(columns(x, axis)) for fn in fns))
-    return tuple(s.reshape(x.shape[axis], -1).sum(axis=1) for s in sums)
+    return tuple(per_feature(s, x, axis) for s in row_sums(*(fn(columns(x, axis)) for fn in fns)))
 
 
 def add_channel_bias(y: Array, bias: Array, *, shared: int = 0) -> Array:

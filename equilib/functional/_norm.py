@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from equilib._src.sums import columns, feature_sums, per_column, row_sums
+from equilib._src.sums import columns, feature_sums, per_column, per_feature, row_sums
 from equilib._src.typing import Array
 
 __all__ = ["batch_moments", "batch_norm", "normalize"]
@@ -168,7 +168,7 @@ def _batch_norm_bwd(feature_axis, epsilon, res, cotangents):
     rstd = lax.rsqrt(var + epsilon)
     xhat = (columns(x, fa).astype(ft) - col(mean)) * col(rstd)
     g = columns(dy, fa).astype(ft)
-    sum_g, sum_gx = (s.reshape(x.shape[fa], -1).sum(axis=1) for s in row_sums(g, g * xhat))
+    sum_g, sum_gx = (per_feature(s, x, fa) for s in row_sums(g, g * xhat))
     s = rstd if scale is None else scale.astype(ft) * rstd
     # dx = s (g - mean(g) - xhat mean(g xhat)) + dmean / n + dvar * 2 (x - mean) / n
     offset = -s * sum_g / n + dmean / n
